@@ -1,0 +1,312 @@
+"""The wide event on the application thread: building it, nesting it, handing it on.
+
+Everything here runs on the caller's thread, so it does the least it can: two clock reads,
+a contextvar set/reset and an append to the pipeline's queue. Ids stay integers and the
+record is built, sampled, redacted and serialized later, on the pipeline's worker.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import os
+import random
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Submitter(Protocol):
+    """Where a finished event goes: the client's pipeline."""
+
+    def submit(self, ev: Event) -> None: ...
+
+
+_current: contextvars.ContextVar[Event | None] = contextvars.ContextVar(
+    "wideevents_current", default=None
+)
+
+# A private generator: seeded from the OS, re-seeded in a forked child so two workers never
+# share an id stream, and untouched by an application that calls random.seed().
+_rng = random.Random()
+_rand = _rng.getrandbits
+os.register_at_fork(after_in_child=_rng.seed)
+
+_clock = time.perf_counter
+
+
+class Event:
+    """One wide event: a name, flat fields, ids, timing; a context manager and a decorator.
+
+    Made by :func:`wideevents.event`. Fields added with :meth:`add`, ``ev[key] = value``,
+    :meth:`incr` and :meth:`timer` all land in :attr:`fields`, which the pipeline reads
+    once the event has ended.
+    """
+
+    __slots__ = (
+        "_client",
+        "_root",
+        "_shared",
+        "_t0",
+        "_t1",
+        "_token",
+        "_trace_fields",
+        "exc",
+        "fields",
+        "kept",
+        "name",
+        "parent_id",
+        "span_id",
+        "trace_id",
+    )
+
+    def __init__(
+        self, name: str, fields: dict[str, Any], client: Submitter, keep: bool = False
+    ) -> None:
+        self.name = name
+        self.fields = fields
+        self._client = client
+        self.kept = keep
+        self.exc: BaseException | None = None
+        self.trace_id = 0
+        self.span_id = 0
+        self.parent_id = 0
+        self._t0 = 0.0
+        self._t1 = 0.0
+        self._trace_fields: dict[str, Any] | None = None
+        self._root: Event = self
+        self._shared: dict[str, Any] | None = None  # the trace's fields, on the root only
+        self._token: contextvars.Token[Event | None] | None = None
+
+    # -- the context manager -------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        parent = _current.get()
+        if parent is None:
+            if not self.trace_id:
+                self.trace_id = _rand(128) or 1
+        else:
+            self.trace_id = parent.trace_id
+            self.parent_id = parent.span_id
+            self._root = root = parent._root
+            self._trace_fields = root._shared
+        self.span_id = _rand(64) or 1
+        self._token = _current.set(self)
+        self._t0 = _clock()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._t1 = _clock()
+        token = self._token
+        if token is not None:
+            self._token = None
+            try:
+                _current.reset(token)
+            except ValueError:
+                # Exited in another context than it was entered in (a generator driven
+                # across tasks): the event is still recorded, the context is left alone.
+                pass
+        if exc is not None:
+            self.exc = exc
+        self._client.submit(self)
+
+    # -- adding fields -------------------------------------------------------------------
+
+    def add(self, **fields: Any) -> None:
+        """Add or overwrite fields."""
+        self.fields.update(fields)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.fields[key] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.fields
+
+    def incr(self, key: str, n: int | float = 1) -> None:
+        """Add *n* to a numeric field, starting from 0."""
+        fields = self.fields
+        fields[key] = fields.get(key, 0) + n
+
+    def timer(self, key: str) -> _Timer:
+        """A context manager that adds the milliseconds it encloses to *key*.
+
+        ``with ev.timer("db.time_ms"): ...`` around each query gives the request's total DB time.
+        """
+        return _Timer(self.fields, key)
+
+    def keep(self) -> None:
+        """Keep this event whatever the sampler decides."""
+        self.kept = True
+
+    @property
+    def duration_ms(self) -> float:
+        """Milliseconds between enter and exit (so far, while the event is open)."""
+        end = self._t1 if self._t1 else _clock()
+        return (end - self._t0) * 1000.0
+
+    @property
+    def trace_id_hex(self) -> str:
+        return f"{self.trace_id:032x}"
+
+    @property
+    def span_id_hex(self) -> str:
+        return f"{self.span_id:016x}"
+
+    def __repr__(self) -> str:
+        return f"<Event {self.name!r} span={self.span_id:016x} fields={len(self.fields)}>"
+
+    # -- the decorator -------------------------------------------------------------------
+
+    def __call__(self, func: F) -> F:
+        """Use ``event(name, **fields)`` as a decorator: one event per call.
+
+        Works for plain functions, ``async def``, generators and async generators; for the
+        two generator kinds the event spans the whole iteration.
+        """
+        name, template, client, keep = self.name, self.fields, self._client, self.kept
+
+        def new() -> Event:
+            return Event(name, dict(template), client, keep)
+
+        if inspect.isasyncgenfunction(func):
+            return cast(F, _wrap_async_gen(func, new))
+        if inspect.isgeneratorfunction(func):
+            return cast(F, _wrap_gen(func, new))
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with new():
+                    return await func(*args, **kwargs)
+
+            return cast(F, run_async)
+
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with new():
+                return func(*args, **kwargs)
+
+        return cast(F, run)
+
+
+def _wrap_gen(func: Callable[..., Generator[Any, Any, Any]], new: Callable[[], Event]) -> Any:
+    # The event is current only while the generator's own code runs, never in the caller
+    # between two items; its duration covers the whole iteration.
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        ev = new()
+        gen = func(*args, **kwargs)
+        ctx = contextvars.copy_context()
+        ctx.run(ev.__enter__)
+        try:
+            value = ctx.run(next, gen)
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    ctx.run(gen.close)
+                    raise
+                except BaseException as exc:
+                    value = ctx.run(gen.throw, exc)
+                else:
+                    value = ctx.run(gen.send, sent)
+        except StopIteration as stop:
+            ctx.run(ev.__exit__, None, None, None)
+            return stop.value
+        except GeneratorExit:
+            ctx.run(ev.__exit__, None, None, None)
+            raise
+        except BaseException as exc:
+            ctx.run(ev.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+
+    return run
+
+
+def _wrap_async_gen(
+    func: Callable[..., AsyncGenerator[Any, Any]], new: Callable[[], Event]
+) -> Any:
+    @functools.wraps(func)
+    async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        with new():
+            agen = func(*args, **kwargs)
+            try:
+                async for item in agen:
+                    yield item
+            finally:
+                await agen.aclose()
+
+    return run
+
+
+class _Timer:
+    __slots__ = ("_fields", "_key", "_t0")
+
+    def __init__(self, fields: dict[str, Any], key: str) -> None:
+        self._fields = fields
+        self._key = key
+        self._t0 = 0.0
+
+    def __enter__(self) -> _Timer:
+        self._t0 = _clock()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        fields, key = self._fields, self._key
+        fields[key] = fields.get(key, 0.0) + (_clock() - self._t0) * 1000.0
+
+
+# -- context helpers ---------------------------------------------------------------------
+
+
+def current_event() -> Event | None:
+    """The innermost open event of this thread or task, or None."""
+    return _current.get()
+
+
+def add(**fields: Any) -> None:
+    """Add fields to the current event; a silent no-op when there is none."""
+    ev = _current.get()
+    if ev is not None:
+        ev.fields.update(fields)
+
+
+def add_to_trace(**fields: Any) -> None:
+    """Add fields to the current event and to every event started later in its trace."""
+    ev = _current.get()
+    if ev is None:
+        return
+    ev.fields.update(fields)
+    root = ev._root
+    # Copy on write: events that started earlier keep the dict they saw.
+    root._shared = {**(root._shared or {}), **fields}
+
+
+def with_current_event(func: F) -> F:
+    """Wrap *func* so it runs inside the caller's current event, in any thread.
+
+    ``executor.submit(with_current_event(work), item)``: events that ``work`` opens become
+    children of the caller's event, and ``add()`` inside it reaches that event.
+    """
+    ctx = contextvars.copy_context()
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return ctx.copy().run(func, *args, **kwargs)
+
+    return cast(F, run)

@@ -1,0 +1,367 @@
+"""From finished events to sinks: the bounded queue, the worker thread, and the encoding.
+
+The application thread only appends a finished :class:`Event` to a deque (or counts a drop
+when the deque is full). A daemon worker wakes every ``poll`` seconds, or when the queue
+is half full, takes what is queued and, per batch: builds each record, samples, redacts,
+serializes with orjson and hands one :class:`Batch` to every sink. ``flush()`` does the same
+work on the caller's thread under the same lock, so it returns once everything submitted
+before it has reached the sinks. After ``fork()`` the child starts with an empty queue and
+a new worker on its first event.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import _internal
+from ._redact import Redactor
+from .sampling import decide
+from .sinks import Batch
+
+if TYPE_CHECKING:
+    from ._config import Config
+    from ._event import Event
+
+_BATCH = 4096
+_POLL = 0.1
+_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+
+_pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
+
+def _default(value: Any) -> Any:
+    # orjson calls this for what it cannot encode itself.
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A copy of *value* that orjson accepts: big ints and odd keys as text, cycles cut."""
+    if depth > 32:
+        return "<too deep>"
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v, depth + 1) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)
+    return value
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+class _Clock:
+    """Wall-clock timestamps from the monotonic clock reads taken on the app thread."""
+
+    __slots__ = ("_prefix", "_sec", "offset")
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self._sec = -1
+        self._prefix = ""
+        self.sync()
+
+    def sync(self) -> None:
+        self.offset = time.time() - time.perf_counter()
+
+    def iso(self, t: float) -> str:
+        ts = t + self.offset
+        sec = int(ts)
+        if sec != self._sec:
+            self._sec = sec
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        return f"{self._prefix}.{int((ts - sec) * 1e6):06d}Z"
+
+
+class Pipeline:
+    """The queue and the worker of one client."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.sinks = list(config.sinks)
+        self.rules = config.rules
+        self.redactor = Redactor(config.redaction) if config.redaction is not None else None
+        self.resource = dict(config.resource)
+        self.flush_interval = config.flush_interval
+        self.cap = config.queue_size
+        self._wake_at = max(1, self.cap // 2)
+        self._poll = min(_POLL, self.flush_interval)
+        self._names: dict[str, str] = {}
+        self._clock = _Clock()
+        self._reset_runtime()
+        self.submitted = 0  # taken from the queue by the worker
+        self.sampled_out = 0
+        self.exported = 0
+        _pipelines.add(self)
+        self._atexit_registered = False
+
+    def _reset_runtime(self) -> None:
+        self.queue: deque[Event] = deque()
+        self.dropped = 0
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stop = False
+        self._work = threading.Lock()
+        self._drop_lock = threading.Lock()
+        self._last_flush = time.monotonic()
+
+    # -- the application thread --------------------------------------------------------
+
+    def submit(self, ev: Event) -> None:
+        q = self.queue
+        n = len(q)
+        if n < self.cap:
+            q.append(ev)
+            if self._thread is None:
+                self._start()
+            elif n == self._wake_at:
+                self._wake.set()
+        else:
+            with self._drop_lock:
+                self.dropped += 1
+
+    def _start(self) -> None:
+        with self._drop_lock:
+            if self._thread is not None or self._stop:
+                return
+            t = threading.Thread(target=self._run, name="wideevents-worker", daemon=True)
+            self._thread = t
+        if not self._atexit_registered:
+            self._atexit_registered = True
+            atexit.register(self._at_exit)
+        t.start()
+
+    # -- the worker --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self._poll)
+            self._wake.clear()
+            if self._work.acquire(timeout=self._poll):
+                try:
+                    self._drain()
+                    if time.monotonic() - self._last_flush >= self.flush_interval:
+                        self._flush_sinks(None)
+                except Exception as exc:  # pragma: no cover - _drain guards its parts
+                    _internal.report("worker", exc, reraise=False)
+                finally:
+                    self._work.release()
+
+    def _drain(self) -> None:
+        q = self.queue
+        while q:
+            n = min(len(q), _BATCH)
+            pop = q.popleft
+            events = [pop() for _ in range(n)]
+            self.submitted += n
+            batch = self._encode(events)
+            if batch is not None:
+                self._export(batch)
+
+    def _encode(self, events: list[Event]) -> Batch | None:
+        rules = self.rules
+        clock = self._clock
+        clock.sync()
+        kept: list[Event] = []
+        user: list[dict[str, Any]] = []
+        rates: list[int] = []
+        errors: list[bool] = []
+        for ev in events:
+            fields = ev.fields
+            tf = ev._trace_fields
+            if tf:
+                fields = {**tf, **fields}
+            error = ev.exc is not None or fields.get("error") is True
+            rate = 1
+            if rules and not ev.kept:
+                try:
+                    rate = decide(rules, ev.trace_id, (ev._t1 - ev._t0) * 1000.0, error, fields)
+                except Exception as exc:
+                    _internal.report("sampler", exc, reraise=False)
+                if not rate:
+                    self.sampled_out += 1
+                    continue
+            kept.append(ev)
+            user.append(fields)
+            rates.append(rate)
+            errors.append(error)
+        if not kept:
+            return None
+
+        redactor = self.redactor
+        changed: list[list[str] | None]
+        if redactor is not None:
+            try:
+                changed = redactor.redact_batch(user)
+            except Exception as exc:
+                # Fail closed: a batch that could not be redacted does not leave the process.
+                _internal.report("redaction", exc, reraise=False)
+                return None
+        else:
+            changed = [None] * len(kept)
+
+        resource = self.resource
+        records: list[dict[str, Any]] = []
+        lines: list[bytes] = []
+        dumps = orjson.dumps
+        for ev, fields, rate, error, paths in zip(kept, user, rates, errors, changed):
+            try:
+                core: dict[str, Any] = {
+                    "timestamp": clock.iso(ev._t0),
+                    "duration_ms": (ev._t1 - ev._t0) * 1000.0,
+                    "name": self._name(ev.name),
+                    "trace_id": f"{ev.trace_id:032x}",
+                    "span_id": f"{ev.span_id:016x}",
+                    "parent_id": f"{ev.parent_id:016x}" if ev.parent_id else None,
+                    "error": error,
+                    "sample_rate": rate,
+                }
+                exc = ev.exc
+                if exc is not None:
+                    core["error.type"] = _error_type(exc)
+                    message, scrubbed = self._message(exc)
+                    if message:
+                        core["error.message"] = message
+                    if scrubbed:
+                        paths = [*(paths or ()), "error.message"]
+                if core["name"] != ev.name:
+                    paths = [*(paths or ()), "name"]
+                if paths:
+                    core["meta.redacted"] = paths
+                record = {**resource, **fields, **core}
+                try:
+                    line = dumps(record, default=_default, option=_OPTS)
+                except TypeError:  # an int wider than 64 bits, a cycle, a key orjson refuses
+                    record = _jsonable(record)
+                    line = dumps(record, default=_default, option=_OPTS)
+            except Exception as exc:
+                _internal.report("encode", exc, reraise=False)
+                continue
+            records.append(record)
+            lines.append(line)
+        return Batch(records, lines)
+
+    def _name(self, name: str) -> str:
+        out = self._names.get(name)
+        if out is None:
+            out = name if isinstance(name, str) else str(name)
+            if self.redactor is not None:
+                out = self.redactor.scrub_text(out)
+            if len(self._names) > 4096:
+                self._names.clear()
+            self._names[name] = out
+        return out
+
+    def _message(self, exc: BaseException) -> tuple[str, bool]:
+        """The exception's text, redacted, and whether redaction changed it."""
+        try:
+            text = str(exc)
+        except Exception:
+            return f"<unprintable {type(exc).__name__}>", False
+        if self.redactor is None:
+            return text, False
+        out = self.redactor.scrub_text(text, message=True)
+        return out, out != text
+
+    def _export(self, batch: Batch) -> None:
+        if not batch.records:
+            return
+        self.exported += len(batch.records)
+        for sink in self.sinks:
+            try:
+                sink.export(batch)
+            except Exception as exc:
+                _internal.report("sink_errors", exc, reraise=False)
+
+    def _flush_sinks(self, timeout: float | None) -> bool:
+        self._last_flush = time.monotonic()
+        ok = True
+        for sink in self.sinks:
+            try:
+                ok = bool(sink.flush(timeout)) and ok
+            except Exception as exc:
+                _internal.report("sink_errors", exc, reraise=False)
+                ok = False
+        return ok
+
+    # -- control, from any thread ------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Encode and export everything queued, then flush the sinks. False on timeout."""
+        if not self._work.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
+            self._drain()
+            ok = self._flush_sinks(timeout)
+        finally:
+            self._work.release()
+        _internal.raise_pending()
+        return ok
+
+    def shutdown(self, timeout: float | None = 5.0) -> None:
+        """Flush, stop the worker and shut the sinks down; later events are not kept."""
+        self._stop = True
+        self._wake.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+        try:
+            self.flush(timeout)
+        finally:
+            for sink in self.sinks:
+                try:
+                    sink.shutdown(timeout)
+                except Exception as exc:
+                    _internal.report("sink_errors", exc, reraise=False)
+            self.sinks = []
+
+    def _at_exit(self) -> None:
+        if not self._stop:
+            try:
+                self.shutdown(timeout=5.0)
+            except Exception as exc:
+                _internal.report("shutdown", exc, reraise=False)
+
+    def stats(self) -> dict[str, int]:
+        queued = len(self.queue)
+        return {
+            "emitted": self.submitted + queued + self.dropped,
+            "queued": queued,
+            "dropped": self.dropped,
+            "sampled_out": self.sampled_out,
+            "exported": self.exported,
+        }
+
+    def _after_fork_in_child(self) -> None:
+        # Events queued in the parent are the parent's to export; locks held by the
+        # parent's worker at fork time would never be released in the child.
+        self._reset_runtime()
+        self.resource["process.pid"] = os.getpid()
+        for sink in self.sinks:
+            try:
+                sink.after_fork()
+            except Exception as exc:
+                _internal.report("sink_errors", exc, reraise=False)
+
+
+def _after_fork() -> None:
+    for p in list(_pipelines):
+        p._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork)

@@ -1,0 +1,370 @@
+"""Redaction: nothing that looks like a secret leaves the process.
+
+Runs on the pipeline's worker over a batch of events, before any sink sees them. The costly
+part of naive redaction is a Python loop with a regex per field; here the decisions are
+cached per key, values already seen clean are skipped through one set lookup each, and the
+few new strings of a batch are joined and searched for the patterns' needles at C speed.
+Only the texts the needles flag meet the regexes (see ``_patterns``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import fnmatch
+import uuid
+import hashlib
+import hmac
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from . import _internal
+from ._exceptions import ConfigError
+from ._patterns import (
+    DIGIT_RUN,
+    DIGIT_TABLE,
+    KEY_PATTERN,
+    MESSAGE_PATTERNS,
+    NEEDLES,
+    VALUE_PATTERNS,
+    ValuePattern,
+)
+
+
+class _Drop:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "wideevents.DROP"
+
+
+DROP: Final = _Drop()
+"""Return this from a redaction hook to remove the field from the event."""
+
+Hook = Callable[[str, Any, Mapping[str, Any]], Any]
+
+REDACTED: Final = "[REDACTED]"
+
+# What a key asks for; cached per key.
+_PASS, _REDACT, _HASH, _DROP_KEY = 0, 1, 2, 3
+
+_CACHE_LIMIT = 1 << 16
+# Values whose text cannot carry a secret: never scanned.
+_INERT: Final = frozenset(
+    {int, float, bool, type(None), _dt.datetime, _dt.date, _dt.time, uuid.UUID, decimal.Decimal}
+)
+
+
+class Redaction:
+    """How events are redacted. ``configure(redact=Redaction(...))``; on by default.
+
+    * ``keys``: extra key patterns (regexes, matched case-insensitively anywhere in the key).
+    * ``patterns``: extra value regexes; a match is replaced by ``[REDACTED:custom]``.
+    * ``safe_keys``: keys (or globs such as ``"http.route"``, ``"llm.*"``) never redacted by
+      key pattern; their values are still scanned.
+    * ``allow_only``: when given, only these keys (or globs) leave the process; the rest are
+      dropped and listed in ``meta.redacted``.
+    * ``hash_keys`` + ``hash_secret``: these keys' values become ``hmac:<hex>``
+      (HMAC-SHA256), groupable but not readable.
+    * ``hooks``: ``hook(key, value, fields) -> value | DROP``, run on every top-level field.
+      A hook that raises drops the field (fail closed); the failure is counted.
+    * ``defaults``: the built-in key and value patterns (turn off only with care).
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: Iterable[str] = (),
+        patterns: Iterable[str] = (),
+        safe_keys: Iterable[str] = (),
+        allow_only: Iterable[str] | None = None,
+        hash_keys: Iterable[str] = (),
+        hash_secret: str | bytes | None = None,
+        hooks: Iterable[Hook] = (),
+        defaults: bool = True,
+    ) -> None:
+        self.keys = tuple(keys)
+        self.patterns = tuple(patterns)
+        self.safe_keys = tuple(safe_keys)
+        self.allow_only = None if allow_only is None else tuple(allow_only)
+        self.hash_keys = tuple(hash_keys)
+        self.hash_secret = hash_secret.encode() if isinstance(hash_secret, str) else hash_secret
+        self.hooks = tuple(hooks)
+        self.defaults = defaults
+        if self.hash_keys and not self.hash_secret:
+            raise ConfigError(
+                "hash_keys needs hash_secret (or WIDEEVENTS_HASH_SECRET): without a secret "
+                "a hash of a low-entropy value (an email) is easy to reverse"
+            )
+        for rx in (*self.keys, *self.patterns):
+            try:
+                re.compile(rx)
+            except re.error as exc:
+                raise ConfigError(f"bad redaction pattern {rx!r}: {exc}") from None
+
+
+def _globber(patterns: Sequence[str]) -> Callable[[str], bool]:
+    exact = {p for p in patterns if not any(c in p for c in "*?[")}
+    globs = [re.compile(fnmatch.translate(p)) for p in patterns if p not in exact]
+
+    def match(key: str) -> bool:
+        return key in exact or any(g.match(key) for g in globs)
+
+    return match
+
+
+class Redactor:
+    """Applies a :class:`Redaction` to batches of events (on the worker thread only)."""
+
+    def __init__(self, config: Redaction) -> None:
+        self.config = config
+        key_parts = ([KEY_PATTERN] if config.defaults else []) + list(config.keys)
+        self._key_re = re.compile("|".join(f"(?:{p})" for p in key_parts)) if key_parts else None
+        self._safe = _globber(config.safe_keys)
+        self._allowed = None if config.allow_only is None else _globber(config.allow_only)
+        self._hashed = _globber(config.hash_keys)
+        self._secret = config.hash_secret or b""
+        self._hooks = config.hooks
+        extra = tuple(
+            ValuePattern("custom", rx, ()) for rx in config.patterns
+        )
+        self._patterns = (VALUE_PATTERNS if config.defaults else ()) + extra
+        self._message_patterns = (MESSAGE_PATTERNS if config.defaults else ()) + extra
+        # Without needles for the custom patterns every new string meets the regexes.
+        self._prefilter = config.defaults and not extra
+        self._key_action: dict[str, int] = {}
+        self._plain_keys: set[str] = set()  # keys that need no action at the top level
+        self._clean: set[Any] = {REDACTED, None, True, False}
+        self._hash_cache: dict[str, str] = {}
+
+    # -- per key -------------------------------------------------------------------------
+
+    def _action(self, key: str) -> int:
+        action = self._key_action.get(key)
+        if action is None:
+            if self._allowed is not None and not self._allowed(key):
+                action = _DROP_KEY
+            elif self._hashed(key):
+                action = _HASH
+            elif (
+                self._key_re is not None
+                and not self._safe(key)
+                and self._key_re.search(key.lower()) is not None
+            ):
+                action = _REDACT
+            else:
+                action = _PASS
+            if len(self._key_action) >= _CACHE_LIMIT:
+                self._key_action.clear()
+            self._key_action[key] = action
+        return action
+
+    def _nested_action(self, key: str) -> int:
+        # Inside a dict value only the key patterns and hashing apply; allow-only is top level.
+        action = self._action(key) if self._allowed is None else self._action_unscoped(key)
+        return _REDACT if action == _DROP_KEY else action
+
+    def _action_unscoped(self, key: str) -> int:
+        if self._hashed(key):
+            return _HASH
+        if self._key_re is not None and not self._safe(key) and self._key_re.search(key.lower()):
+            return _REDACT
+        return _PASS
+
+    def hash_value(self, value: Any) -> str:
+        text = value if isinstance(value, str) else str(value)
+        out = self._hash_cache.get(text)
+        if out is None:
+            digest = hmac.new(self._secret, text.encode("utf-8", "surrogatepass"), hashlib.sha256)
+            out = "hmac:" + digest.hexdigest()[:32]
+            if len(self._hash_cache) >= 4096:
+                self._hash_cache.clear()
+            self._hash_cache[text] = out
+        return out
+
+    # -- per text ------------------------------------------------------------------------
+
+    def scrub_text(self, text: str, *, message: bool = False) -> str:
+        """The text with every secret-shaped part replaced; the same object when clean."""
+        patterns = self._message_patterns if message else self._patterns
+        low = text.lower().encode("utf-8", "surrogatepass")
+        for p in patterns:
+            if p.needles and not any(n in low for n in p.needles):
+                continue
+            text = p.regex.sub(p.replace, text)
+        return text
+
+    def suspects(self, texts: list[str]) -> set[int]:
+        """Indices of *texts* that may hold a secret (a superset; usually empty)."""
+        if not self._prefilter:
+            return set(range(len(texts)))
+        blob = "\n".join(texts)
+        data = blob.lower().encode("utf-8", "surrogatepass")
+        if len(data) == len(blob):
+            ends, pos = [], -1
+            for t in texts:
+                pos += len(t) + 1
+                ends.append(pos)
+        else:  # non-ASCII: offsets in bytes differ from offsets in characters
+            ends, pos = [], -1
+            for t in texts:
+                pos += len(t.encode("utf-8", "surrogatepass")) + 1
+                ends.append(pos)
+        hits: set[int] = set()
+        find = data.find
+        for needle in NEEDLES:
+            at = find(needle)
+            while at != -1:
+                i = bisect_right(ends, at - 1)
+                hits.add(i)
+                at = find(needle, ends[i] + 1) if i + 1 < len(ends) else -1
+        digits = data.translate(DIGIT_TABLE)
+        at = digits.find(DIGIT_RUN)
+        while at != -1:
+            i = bisect_right(ends, at - 1)
+            hits.add(i)
+            at = digits.find(DIGIT_RUN, ends[i] + 1) if i + 1 < len(ends) else -1
+        return hits
+
+    # -- per event -----------------------------------------------------------------------
+
+    def redact_batch(self, batch: list[dict[str, Any]]) -> list[list[str] | None]:
+        """Redact each event's fields in place; return the changed paths per event."""
+        changed: list[list[str] | None] = [None] * len(batch)
+        plain = self._plain_keys
+        clean = self._clean
+        texts: list[str] = []
+        owners: list[int] = []
+        deep: list[int] = []
+        for i, fields in enumerate(batch):
+            if self._hooks or not plain.issuperset(fields):
+                changed[i] = self._apply_keys(fields)
+            try:
+                if clean.issuperset(fields.values()):
+                    continue
+                new = [v for v in fields.values() if v not in clean]
+            except TypeError:  # an unhashable value: a dict or a list
+                deep.append(i)
+                continue
+            for v in new:
+                cls = v.__class__
+                if cls is str:
+                    texts.append(v)
+                    owners.append(i)
+                elif cls not in _INERT:
+                    deep.append(i)
+                    break
+        flagged = {owners[t] for t in self.suspects(texts)} if texts else set()
+        for i in flagged.union(deep):
+            paths = self._scrub_fields(batch[i])
+            if paths:
+                changed[i] = (changed[i] or []) + paths
+        if len(clean) + len(texts) > _CACHE_LIMIT:
+            clean.clear()
+            clean.update((REDACTED, None, True, False))
+        for t, i in zip(texts, owners):
+            if i not in flagged and len(t) <= 256:
+                clean.add(t)
+        return changed
+
+    def _apply_keys(self, fields: dict[str, Any]) -> list[str] | None:
+        paths: list[str] | None = None
+        for key in list(fields):
+            action = self._action(key)
+            if action == _PASS:
+                if self._hooks:
+                    value = self._run_hooks(key, fields[key], fields)
+                    if value is not fields[key]:
+                        paths = (paths or []) + [key]
+                        if value is DROP:
+                            del fields[key]
+                        else:
+                            fields[key] = value
+                continue
+            paths = (paths or []) + [key]
+            if action == _DROP_KEY:
+                del fields[key]
+            elif action == _HASH:
+                fields[key] = self.hash_value(fields[key])
+            else:
+                fields[key] = REDACTED
+        if not self._hooks:
+            if len(self._plain_keys) > _CACHE_LIMIT:
+                self._plain_keys.clear()
+            self._plain_keys.update(k for k in fields if self._key_action.get(k) == _PASS)
+        return paths
+
+    def _run_hooks(self, key: str, value: Any, fields: Mapping[str, Any]) -> Any:
+        for hook in self._hooks:
+            try:
+                value = hook(key, value, fields)
+            except Exception as exc:
+                _internal.report("redaction_hook", exc, reraise=False)
+                return DROP
+            if value is DROP:
+                return DROP
+        return value
+
+    def _scrub_fields(self, fields: dict[str, Any]) -> list[str]:
+        paths: list[str] = []
+        for key, value in list(fields.items()):
+            if self._key_action.get(key, _PASS) != _PASS:
+                continue  # already replaced by its key's action
+            new = self._scrub(value, key, paths)
+            if new is not value:
+                fields[key] = new
+        return paths
+
+    def _scrub(self, value: Any, path: str, paths: list[str]) -> Any:
+        cls = value.__class__
+        if cls is str:
+            if value in self._clean:
+                return value
+            out = self.scrub_text(value)
+            if out != value:
+                paths.append(path)
+                return out
+            return value
+        if cls in _INERT:
+            return value
+        if isinstance(value, Mapping):
+            changed = False
+            result: dict[str, Any] = {}
+            for k, v in value.items():
+                k = str(k)
+                sub = f"{path}.{k}"
+                action = self._nested_action(k)
+                if action == _REDACT:
+                    result[k] = REDACTED
+                    paths.append(sub)
+                    changed = True
+                elif action == _HASH:
+                    result[k] = self.hash_value(v)
+                    paths.append(sub)
+                    changed = True
+                else:
+                    result[k] = self._scrub(v, sub, paths)
+                    changed = changed or result[k] is not v
+            return result if changed else value
+        if isinstance(value, (list, tuple, set, frozenset)):
+            items = [self._scrub(v, f"{path}.{n}", paths) for n, v in enumerate(value)]
+            if any(a is not b for a, b in zip(items, value)) or not isinstance(value, list):
+                return items
+            return value
+        # Anything else is stored as its text, so its text is what gets scanned.
+        text = _to_text(value)
+        out = self.scrub_text(text)
+        if out != text:
+            paths.append(path)
+        return out
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Any
+
+
+class Batch:
+    """Redacted, sampled events, ready to leave the process.
+
+    ``records`` are dicts (core, resource and user fields, flat, JSON-ready). ``lines`` are the
+    same events as orjson JSON lines, each ending in ``\\n``; they are made once per batch and
+    shared by every sink that writes text.
+    """
+
+    __slots__ = ("lines", "records")
+
+    def __init__(self, records: list[dict[str, Any]], lines: list[bytes]) -> None:
+        self.records = records
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class Sink:
+    """The interface of a destination for events.
+
+    * ``export(batch)`` takes a batch; called on the worker thread, one call at a time.
+    * ``flush(timeout)`` pushes what is buffered to its destination; True when done in time.
+    * ``shutdown(timeout)`` flushes and releases resources; later exports are ignored.
+
+    Nothing here runs on the application's thread, and whatever a sink raises is caught,
+    counted under ``sink_errors`` in ``wideevents.stats()`` and logged once.
+    """
+
+    def export(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        self.flush(timeout)
+
+    def after_fork(self) -> None:
+        """Called in a forked child before it exports: reopen what must not be shared."""
