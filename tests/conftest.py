@@ -33,5 +33,3 @@ def memory() -> MemorySink:
     sink = MemorySink()
     wideevents.configure("test-service", sinks=[sink])
     return sink
-
-

@@ -33,25 +33,30 @@ def test_core_fields(memory: MemorySink) -> None:
         time.sleep(0.01)
     (r,) = records(memory)
     assert r["name"] == "checkout"
-    assert r["user_id"] == 42 and r["plan"] == "pro"
-    assert HEX32.match(r["trace_id"]) and HEX16.match(r["span_id"])
+    assert r["user_id"] == 42
+    assert r["plan"] == "pro"
+    assert HEX32.match(r["trace_id"])
+    assert HEX16.match(r["span_id"])
     assert r["parent_id"] is None
-    assert r["trace_id"] == ev.trace_id_hex and r["span_id"] == ev.span_id_hex
-    assert r["error"] is False and "error.type" not in r
+    assert r["trace_id"] == ev.trace_id_hex
+    assert r["span_id"] == ev.span_id_hex
+    assert r["error"] is False
+    assert "error.type" not in r
     assert r["sample_rate"] == 1
     assert 10.0 <= r["duration_ms"] < 1000.0
     ts = dt.datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00"))
-    assert r["timestamp"].endswith("Z") and len(r["timestamp"].split(".")[1]) == 7
+    assert r["timestamp"].endswith("Z")
+    assert len(r["timestamp"].split(".")[1]) == 7
     assert abs((ts - before).total_seconds()) < 0.5
     assert r["service.name"] == "test-service"
-    assert r["process.pid"] > 0 and r["host.name"]
+    assert r["process.pid"] > 0
+    assert r["host.name"]
 
 
 def test_nesting_builds_one_trace(memory: MemorySink) -> None:
     with event("request"):
-        with event("db.query"):
-            with event("db.connect"):
-                pass
+        with event("db.query"), event("db.connect"):
+            pass
         with event("cache"):
             pass
     got = by_name(memory)
@@ -95,7 +100,8 @@ def test_app_can_mark_an_error_without_an_exception(memory: MemorySink) -> None:
     with event("validate") as ev:
         ev.add(error=True, **{"error.type": "ValidationError"})
     (r,) = records(memory)
-    assert r["error"] is True and r["error.type"] == "ValidationError"
+    assert r["error"] is True
+    assert r["error.type"] == "ValidationError"
 
 
 def test_event_methods(memory: MemorySink) -> None:
@@ -108,7 +114,8 @@ def test_event_methods(memory: MemorySink) -> None:
         for _ in range(3):
             with ev.timer("db.time_ms"):
                 time.sleep(0.002)
-        assert ev["a"] == 1 and "b" in ev
+        assert ev["a"] == 1
+        assert "b" in ev
     (r,) = records(memory)
     assert (r["a"], r["b"], r["c"], r["d"], r["retries"], r["bytes"]) == (1, 2, "x", 4.5, 3, 10.5)
     assert 6.0 <= r["db.time_ms"] <= r["duration_ms"]
@@ -125,7 +132,8 @@ def test_module_add_reaches_the_innermost_event(memory: MemorySink) -> None:
         add(total=9)
     assert current_event() is None
     got = by_name(memory)
-    assert got["inner"]["rows"] == 3 and "rows" not in got["outer"]
+    assert got["inner"]["rows"] == 3
+    assert "rows" not in got["outer"]
     assert got["outer"]["total"] == 9
 
 
@@ -135,14 +143,14 @@ def test_add_to_trace_reaches_later_events_only(memory: MemorySink) -> None:
             add_to_trace(**{"user.id": "u1"})
         with event("db"):
             pass
-        with event("render"):
-            with event("template"):
-                pass
+        with event("render"), event("template"):
+            pass
     with event("other-trace"):
         pass
     got = by_name(memory)
     assert got["auth"]["user.id"] == "u1"
-    assert got["db"]["user.id"] == "u1" and got["template"]["user.id"] == "u1"
+    assert got["db"]["user.id"] == "u1"
+    assert got["template"]["user.id"] == "u1"
     assert "user.id" not in got["request"]  # started before the call
     assert "user.id" not in got["other-trace"]
 
@@ -152,7 +160,8 @@ def test_name_is_positional_only_and_options_are_underscored(memory: MemorySink)
         pass
     assert ev.kept
     (r,) = records(memory)
-    assert r["kind"] == "x" and "_keep" not in r
+    assert r["kind"] == "x"
+    assert "_keep" not in r
 
 
 def test_decorator_sync(memory: MemorySink) -> None:
@@ -161,7 +170,8 @@ def test_decorator_sync(memory: MemorySink) -> None:
         add(n=n)
         return n * 2
 
-    assert work(2) == 4 and work(3) == 6
+    assert work(2) == 4
+    assert work(3) == 6
     assert work.__name__ == "work"
     got = records(memory)
     assert [(r["name"], r["n"], r["queue"]) for r in got] == [
@@ -219,7 +229,8 @@ def test_decorator_generator_spans_iteration_without_leaking(memory: MemorySink)
         seen.append(value)
     assert seen == [0, 1, 2]
     (r,) = records(memory)
-    assert r["name"] == "rows" and r["last"] == 2
+    assert r["name"] == "rows"
+    assert r["last"] == 2
 
 
 def test_decorator_generator_records_its_exception(memory: MemorySink) -> None:
@@ -231,7 +242,8 @@ def test_decorator_generator_records_its_exception(memory: MemorySink) -> None:
     with pytest.raises(RuntimeError):
         list(boom())
     (r,) = records(memory)
-    assert r["error"] is True and r["error.type"] == "RuntimeError"
+    assert r["error"] is True
+    assert r["error.type"] == "RuntimeError"
 
 
 def test_decorator_async_generator(memory: MemorySink) -> None:

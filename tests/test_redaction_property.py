@@ -61,11 +61,16 @@ def secrets(draw: st.DrawFn) -> tuple[str, str]:
     if kind == "card":
         prefix = draw(st.sampled_from(["4", "51", "55", "37", "6011"]))
         length = 15 if prefix == "37" else 16
-        rest = draw(st.text(alphabet="0123456789", min_size=length - 1 - len(prefix),
-                            max_size=length - 1 - len(prefix)))
+        rest = draw(
+            st.text(
+                alphabet="0123456789",
+                min_size=length - 1 - len(prefix),
+                max_size=length - 1 - len(prefix),
+            )
+        )
         number = luhn_complete(prefix + rest)
         sep = draw(st.sampled_from(["", " ", "-"]))
-        grouped = sep.join(number[i:i + 4] for i in range(0, len(number), 4)) if sep else number
+        grouped = sep.join(number[i : i + 4] for i in range(0, len(number), 4)) if sep else number
         return grouped, grouped
     if kind == "bearer":
         scheme = draw(st.sampled_from(["Bearer", "bearer", "BEARER"]))

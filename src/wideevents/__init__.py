@@ -19,8 +19,8 @@ from ._redact import DROP, Redaction
 from ._version import __version__
 
 __all__ = [
-    "ConfigError",
     "DROP",
+    "ConfigError",
     "Event",
     "MissingExtraError",
     "Redaction",

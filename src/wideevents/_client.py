@@ -98,9 +98,17 @@ class WideEvents:
     def stats(self) -> dict[str, int]:
         """Counters: emitted, queued, dropped, sampled_out, exported and failures by kind."""
         p = self._pipeline
-        out = p.stats() if p is not None else {
-            "emitted": 0, "queued": 0, "dropped": 0, "sampled_out": 0, "exported": 0,
-        }
+        out = (
+            p.stats()
+            if p is not None
+            else {
+                "emitted": 0,
+                "queued": 0,
+                "dropped": 0,
+                "sampled_out": 0,
+                "exported": 0,
+            }
+        )
         out["sink_errors"] = _internal.STATS.get("sink_errors", 0)
         for kind, n in _internal.STATS.items():
             out.setdefault(f"{kind}_errors" if not kind.endswith("errors") else kind, n)

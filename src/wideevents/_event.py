@@ -238,9 +238,7 @@ def _wrap_gen(func: Callable[..., Generator[Any, Any, Any]], new: Callable[[], E
     return run
 
 
-def _wrap_async_gen(
-    func: Callable[..., AsyncGenerator[Any, Any]], new: Callable[[], Event]
-) -> Any:
+def _wrap_async_gen(func: Callable[..., AsyncGenerator[Any, Any]], new: Callable[[], Event]) -> Any:
     @functools.wraps(func)
     async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         with new():

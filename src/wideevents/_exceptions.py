@@ -25,8 +25,6 @@ class MissingExtraError(WideEventsError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
     def __init__(self, extra: str, module: str) -> None:
-        super().__init__(
-            f"{module!r} is not installed: pip install 'wideevents[{extra}]'"
-        )
+        super().__init__(f"{module!r} is not installed: pip install 'wideevents[{extra}]'")
         self.extra = extra
         self.module = module

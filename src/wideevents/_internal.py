@@ -46,7 +46,10 @@ def report(kind: str, exc: BaseException, *, reraise: bool = True) -> None:
         logger.warning(
             "wideevents: %s failed (%s: %s); counted in wideevents.stats()[%r], "
             "further failures of this kind are not logged",
-            kind, type(exc).__name__, exc, kind,
+            kind,
+            type(exc).__name__,
+            exc,
+            kind,
             exc_info=exc,
         )
 

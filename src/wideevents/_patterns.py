@@ -17,7 +17,8 @@ from collections.abc import Callable
 KEY_PATTERN = (
     r"pass(?:w(?:or)?d|phrase)|(?<![a-z])pwd(?![a-z])|secret|token|auth(?!or(?!i[sz]))"
     r"|credential|priv(?:ate)?[_\-. ]?key|api[_\-. ]?key|access[_\-. ]?key|session|cookie"
-    r"|csrf|xsrf|jwt|(?<![a-z])ssn(?![a-z])|credit[_\-. ]?card|card[_\-. ]?(?:number|num|no)(?![a-z])"
+    r"|csrf|xsrf|jwt|(?<![a-z])ssn(?![a-z])|credit[_\-. ]?card"
+    r"|card[_\-. ]?(?:number|num|no)(?![a-z])"
     r"|(?<![a-z])cvv|(?<![a-z])cvc(?![a-z])|(?<![a-z])iban(?![a-z])|(?<![a-z])pin(?![a-z])"
     r"|signature"
 )
@@ -114,15 +115,15 @@ VALUE_PATTERNS: tuple[ValuePattern, ...] = (
     ),
     ValuePattern(
         "kv",
-        r"((?<![A-Za-z0-9])(?:[A-Za-z0-9_.\-\[\]]*?)(?:" + _KV_WORDS + r")[A-Za-z0-9_.\-\[\]]*\s*=\s*)"
+        r"((?<![A-Za-z0-9])(?:[A-Za-z0-9_.\-\[\]]*?)(?:"
+        + _KV_WORDS
+        + r")[A-Za-z0-9_.\-\[\]]*\s*=\s*)"
         r"[^\s&\"',;]+",
         (b"=",),
         _keep_prefix,
         re.IGNORECASE,
     ),
-    ValuePattern(
-        "card", r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])", (), _card
-    ),
+    ValuePattern("card", r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])", (), _card),
 )
 
 # In exception messages, "password: hunter2" too (they are scanned in full, never prefiltered).

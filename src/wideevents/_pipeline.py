@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 import weakref
@@ -219,7 +220,7 @@ class Pipeline:
         records: list[dict[str, Any]] = []
         lines: list[bytes] = []
         dumps = orjson.dumps
-        for ev, fields, rate, error, paths in zip(kept, user, rates, errors, changed):
+        for ev, fields, rate, error, paths in zip(kept, user, rates, errors, changed, strict=False):
             try:
                 core: dict[str, Any] = {
                     "timestamp": clock.iso(ev._t0),
@@ -231,10 +232,10 @@ class Pipeline:
                     "error": error,
                     "sample_rate": rate,
                 }
-                exc = ev.exc
-                if exc is not None:
-                    core["error.type"] = _error_type(exc)
-                    message, scrubbed = self._message(exc)
+                raised = ev.exc
+                if raised is not None:
+                    core["error.type"] = _error_type(raised)
+                    message, scrubbed = self._message(raised)
                     if message:
                         core["error.message"] = message
                     if scrubbed:
@@ -359,9 +360,29 @@ class Pipeline:
                 _internal.report("sink_errors", exc, reraise=False)
 
 
+def _shutdown_all(*_: object) -> None:
+    for p in list(_pipelines):
+        p._at_exit()
+
+
+class _ForkToken:
+    """A weak-referenceable key for multiprocessing's after-fork registry."""
+
+
+_FORK_TOKEN = _ForkToken()
+
+
 def _after_fork() -> None:
     for p in list(_pipelines):
         p._after_fork_in_child()
+    # A multiprocessing child leaves through os._exit, which skips atexit. Its bootstrap clears
+    # the finalizers it inherited and then runs the after-fork hooks: register one there that
+    # installs the exit flush as a finalizer of the child's own.
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.register_after_fork(
+            _FORK_TOKEN, lambda _: mp_util.Finalize(None, _shutdown_all, exitpriority=100)
+        )
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import fnmatch
-import uuid
 import hashlib
 import hmac
 import re
+import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -127,9 +127,7 @@ class Redactor:
         self._hashed = _globber(config.hash_keys)
         self._secret = config.hash_secret or b""
         self._hooks = config.hooks
-        extra = tuple(
-            ValuePattern("custom", rx, ()) for rx in config.patterns
-        )
+        extra = tuple(ValuePattern("custom", rx, ()) for rx in config.patterns)
         self._patterns = (VALUE_PATTERNS if config.defaults else ()) + extra
         self._message_patterns = (MESSAGE_PATTERNS if config.defaults else ()) + extra
         # Without needles for the custom patterns every new string meets the regexes.
@@ -264,7 +262,7 @@ class Redactor:
         if len(clean) + len(texts) > _CACHE_LIMIT:
             clean.clear()
             clean.update((REDACTED, None, True, False))
-        for t, i in zip(texts, owners):
+        for t, i in zip(texts, owners, strict=False):
             if i not in flagged and len(t) <= 256:
                 clean.add(t)
         return changed
@@ -350,9 +348,10 @@ class Redactor:
             return result if changed else value
         if isinstance(value, (list, tuple, set, frozenset)):
             items = [self._scrub(v, f"{path}.{n}", paths) for n, v in enumerate(value)]
-            if any(a is not b for a, b in zip(items, value)) or not isinstance(value, list):
-                return items
-            return value
+            same = isinstance(value, list) and all(
+                a is b for a, b in zip(items, value, strict=True)
+            )
+            return value if same else items
         # Anything else is stored as its text, so its text is what gets scanned.
         text = _to_text(value)
         out = self.scrub_text(text)

@@ -82,17 +82,22 @@ def compile_rules(sample: int | Sequence[Rule] | None) -> tuple[Rule, ...]:
         return ()
     if isinstance(sample, int) and not isinstance(sample, bool):
         return (rate(sample),)
+    if isinstance(sample, bool):
+        raise ConfigError("sample= takes rules from wideevents.sampling or an int, got a bool")
     rules = tuple(sample)
     for r in rules:
         if not isinstance(r, Rule):
-            raise ConfigError(
-                f"sample= takes rules from wideevents.sampling or an int, got {r!r}"
-            )
+            raise ConfigError(f"sample= takes rules from wideevents.sampling or an int, got {r!r}")
     return rules
 
 
-def decide(rules: tuple[Rule, ...], trace_id: int, duration_ms: float, error: bool,
-           fields: Mapping[str, Any]) -> int:
+def decide(
+    rules: tuple[Rule, ...],
+    trace_id: int,
+    duration_ms: float,
+    error: bool,
+    fields: Mapping[str, Any],
+) -> int:
     """The event's sample rate if kept, 0 if dropped."""
     for rule in rules:
         if rule.predicate(duration_ms, error, fields):

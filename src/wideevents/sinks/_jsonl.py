@@ -29,7 +29,7 @@ class JsonLinesSink(Sink):
             fd = self._fd = self._open()
         data = memoryview(b"".join(batch.lines))
         while data:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
 
     def shutdown(self, timeout: float | None = None) -> None:
         fd, self._fd = self._fd, None
