@@ -311,3 +311,15 @@ def test_needles_cover_every_value_pattern() -> None:
         low = text.lower().encode()  # a lookahead may keep a needle outside the match
         assert p.kind == "card" or any(n in low for n in p.needles), p.kind
         assert set(p.needles) <= set(NEEDLES)
+
+
+def test_uuids_are_never_mistaken_for_cards() -> None:
+    import random
+
+    rng = random.Random(5)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(20_000)]
+    redactor = Redactor(Redaction())
+    batch = [{"request.id": i} for i in ids]
+    changed = redactor.redact_batch(batch)
+    assert [b["request.id"] for b in batch] == ids
+    assert not any(changed)

@@ -37,7 +37,9 @@ def test_capture_restores_the_previous_setup() -> None:
 
 def test_one_explains_what_it_saw() -> None:
     events = CapturedEvents([{"name": "a"}, {"name": "b"}, {"name": "b"}])
-    with pytest.raises(AssertionError, match=r"expected one event 'b', got 2 \(seen: \['a', 'b'\]\)"):
+    with pytest.raises(
+        AssertionError, match=r"expected one event 'b', got 2 \(seen: \['a', 'b'\]\)"
+    ):
         events.one("b")
     assert events.named("a") == [{"name": "a"}]
 

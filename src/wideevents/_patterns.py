@@ -123,7 +123,7 @@ VALUE_PATTERNS: tuple[ValuePattern, ...] = (
         _keep_prefix,
         re.IGNORECASE,
     ),
-    ValuePattern("card", r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])", (), _card),
+    ValuePattern("card", r"(?<![0-9A-Za-z])(?:[0-9][ -]?){12,18}[0-9](?![0-9A-Za-z])", (), _card),
 )
 
 # In exception messages, "password: hunter2" too (they are scanned in full, never prefiltered).

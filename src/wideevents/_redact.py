@@ -134,7 +134,10 @@ class Redactor:
         self._prefilter = config.defaults and not extra
         self._key_action: dict[str, int] = {}
         self._plain_keys: set[str] = set()  # keys that need no action at the top level
+        # Values known to be clean, and strings seen clean once (admitted to _clean on their
+        # second sighting, so unique ids do not crowd out the values that repeat).
         self._clean: set[Any] = {REDACTED, None, True, False}
+        self._seen_once: set[str] = set()
         self._hash_cache: dict[str, str] = {}
 
     # -- per key -------------------------------------------------------------------------
@@ -254,18 +257,33 @@ class Redactor:
                 elif cls not in _INERT:
                     deep.append(i)
                     break
-        flagged = {owners[t] for t in self.suspects(texts)} if texts else set()
-        for i in flagged.union(deep):
-            paths = self._scrub_fields(batch[i])
+        flagged = self.suspects(texts) if texts else set()
+        suspect = {texts[t] for t in flagged}
+        if flagged:
+            for i in sorted({owners[t] for t in flagged}):
+                paths = self._scrub_fields(batch[i], suspect)
+                if paths:
+                    changed[i] = (changed[i] or []) + paths
+        for i in deep:
+            paths = self._scrub_fields(batch[i], None)
             if paths:
                 changed[i] = (changed[i] or []) + paths
-        if len(clean) + len(texts) > _CACHE_LIMIT:
+        self._remember(texts, suspect)
+        return changed
+
+    def _remember(self, texts: list[str], suspect: set[str]) -> None:
+        clean, once = self._clean, self._seen_once
+        if len(clean) > _CACHE_LIMIT:
             clean.clear()
             clean.update((REDACTED, None, True, False))
-        for t, i in zip(texts, owners, strict=False):
-            if i not in flagged and len(t) <= 256:
-                clean.add(t)
-        return changed
+        if len(once) > _CACHE_LIMIT:
+            once.clear()
+        for t in texts:
+            if t in once:
+                if t not in suspect:
+                    clean.add(t)
+            elif len(t) <= 256:
+                once.add(t)
 
     def _apply_keys(self, fields: dict[str, Any]) -> list[str] | None:
         paths: list[str] | None = None
@@ -305,11 +323,14 @@ class Redactor:
                 return DROP
         return value
 
-    def _scrub_fields(self, fields: dict[str, Any]) -> list[str]:
+    def _scrub_fields(self, fields: dict[str, Any], only: set[str] | None) -> list[str]:
+        """Scan the event's values; with *only*, just the strings the prefilter flagged."""
         paths: list[str] = []
         for key, value in list(fields.items()):
             if self._key_action.get(key, _PASS) != _PASS:
                 continue  # already replaced by its key's action
+            if only is not None and (value.__class__ is not str or value not in only):
+                continue
             new = self._scrub(value, key, paths)
             if new is not value:
                 fields[key] = new
