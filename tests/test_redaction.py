@@ -12,7 +12,7 @@ import pytest
 
 import wideevents
 from wideevents import DROP, ConfigError, Redaction, event
-from wideevents._patterns import NEEDLES, VALUE_PATTERNS
+from wideevents._patterns import VALUE_PATTERNS
 from wideevents._redact import Redactor
 from wideevents.sinks import MemorySink
 
@@ -291,26 +291,39 @@ def test_redaction_can_be_turned_off_explicitly() -> None:
 def test_needles_cover_every_value_pattern() -> None:
     # The prefilter is only safe if every text a pattern matches contains one of its needles.
     examples = {
-        "private-key": PEM,
-        "jwt": JWT,
-        "bearer": "Bearer abcdefgh1234",
-        "basic": "Basic dXNlcjpw",
-        "aws-key": AWS,
-        "gcp-key": GCP,
-        "github-token": GITHUB,
-        "slack-token": SLACK,
-        "stripe-key": STRIPE,
-        "url-password": "https://u:p@h",
-        "kv": "password=x",
-        "card": VISA,
+        "private-key": [PEM],
+        "jwt": [JWT],
+        "bearer": ["Bearer abcdefgh1234", "BEARER abcdefgh1234"],
+        "basic": ["Basic dXNlcjpw"],
+        "aws-key": [AWS],
+        "gcp-key": [GCP],
+        "github-token": [GITHUB, "github_pat_" + "a" * 30],
+        "slack-token": [SLACK],
+        "stripe-key": [STRIPE],
+        "url-password": ["https://u:p@h"],
+        "kv": ["password=x", "Token = y"],
+        "card": [
+            VISA,
+            MASTERCARD,
+            AMEX,
+            "3782 822463 10005",
+            "4111111111111111",
+            "4111-1111-1111-1111",
+            "3782-822463-10005",
+        ],
     }
-    for p in VALUE_PATTERNS:
-        text = examples[p.kind]
-        m = p.regex.search(text)
-        assert m is not None, p.kind
-        low = text.lower().encode()  # a lookahead may keep a needle outside the match
-        assert p.kind == "card" or any(n in low for n in p.needles), p.kind
-        assert set(p.needles) <= set(NEEDLES)
+    assert {p.kind for p in VALUE_PATTERNS} == set(examples)
+    for kind, texts in examples.items():
+        for text in texts:
+            matched = [p for p in VALUE_PATTERNS if p.kind == kind and p.regex.search(text)]
+            assert matched, (kind, text)
+            for p in matched:
+                hay = text.lower().encode()  # a lookahead may keep a needle outside the match
+                if p.anchors:
+                    assert any(a in hay for a in p.anchors), (kind, text)
+                if p.table is not None:
+                    hay = hay.translate(p.table)
+                assert any(n in hay for n in p.needles), (kind, text)
 
 
 def test_uuids_are_never_mistaken_for_cards() -> None:

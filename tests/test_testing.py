@@ -9,9 +9,8 @@ from wideevents.testing import CapturedEvents, capture
 
 
 def checkout(items: int) -> None:
-    with event("checkout", items=items, password="hunter2"):
-        with event("db.query"):
-            wideevents.add(rows=items)
+    with event("checkout", items=items, password="hunter2"), event("db.query"):
+        wideevents.add(rows=items)
 
 
 def test_capture_records_final_events_synchronously() -> None:

@@ -52,6 +52,7 @@ class Event:
 
     __slots__ = (
         "_client",
+        "_rate",
         "_root",
         "_shared",
         "_t0",
@@ -74,16 +75,18 @@ class Event:
         self.fields = fields
         self._client = client
         self.kept = keep
+        self._rate = 1
         self.exc: BaseException | None = None
         self.trace_id = 0
-        self.span_id = 0
-        self.parent_id = 0
-        self._t0 = 0.0
         self._t1 = 0.0
-        self._trace_fields: dict[str, Any] | None = None
-        self._root: Event = self
         self._shared: dict[str, Any] | None = None  # the trace's fields, on the root only
-        self._token: contextvars.Token[Event | None] | None = None
+        # Set by __enter__ (kept out of here: this runs on every event):
+        self.span_id: int
+        self.parent_id: int
+        self._t0: float
+        self._root: Event
+        self._trace_fields: dict[str, Any] | None
+        self._token: contextvars.Token[Event | None]
 
     # -- the context manager -------------------------------------------------------------
 
@@ -92,6 +95,9 @@ class Event:
         if parent is None:
             if not self.trace_id:
                 self.trace_id = _rand(128) or 1
+            self.parent_id = 0
+            self._root = self
+            self._trace_fields = None
         else:
             self.trace_id = parent.trace_id
             self.parent_id = parent.span_id
@@ -109,15 +115,12 @@ class Event:
         tb: TracebackType | None,
     ) -> None:
         self._t1 = _clock()
-        token = self._token
-        if token is not None:
-            self._token = None
-            try:
-                _current.reset(token)
-            except ValueError:
-                # Exited in another context than it was entered in (a generator driven
-                # across tasks): the event is still recorded, the context is left alone.
-                pass
+        try:
+            _current.reset(self._token)
+        except ValueError:
+            # Exited in another context than it was entered in (a generator driven across
+            # tasks): the event is still recorded, the context is left alone.
+            pass
         if exc is not None:
             self.exc = exc
         self._client.submit(self)
@@ -156,6 +159,8 @@ class Event:
     @property
     def duration_ms(self) -> float:
         """Milliseconds between enter and exit (so far, while the event is open)."""
+        if not hasattr(self, "_t0"):
+            return 0.0
         end = self._t1 if self._t1 else _clock()
         return (end - self._t0) * 1000.0
 
@@ -168,7 +173,7 @@ class Event:
         return f"{self.span_id:016x}"
 
     def __repr__(self) -> str:
-        return f"<Event {self.name!r} span={self.span_id:016x} fields={len(self.fields)}>"
+        return f"<Event {self.name!r} fields={len(self.fields)}>"
 
     # -- the decorator -------------------------------------------------------------------
 

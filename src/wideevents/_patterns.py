@@ -1,10 +1,10 @@
 """What counts as a secret: key patterns, value patterns, and the cheap prefilter before them.
 
-The value patterns are the precise test. Each has *needles*: lowercase byte strings, one of
-which occurs in every text the pattern can match, so a text that contains no needle (and no
-run of 13 digits or separators, for card numbers) cannot match any pattern. The prefilter
-looks for needles across a whole batch at C speed; only the texts it flags meet a regex.
-A test checks that the needles cover every pattern.
+The value patterns are the precise test. Each has *needles*: byte strings, one of which occurs
+in every text the pattern can match once the text is lowercased (and, for card numbers, its
+digits mapped to "0"), so a text that contains no needle cannot match any pattern. The
+prefilter looks for needles across a whole batch at C speed; only the texts it flags meet a
+regex. A test checks that the needles cover every pattern.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _KV_WORDS = (
 class ValuePattern:
     """A secret's shape: a regex, its replacement, and the needles that gate it."""
 
-    __slots__ = ("kind", "needles", "regex", "replace")
+    __slots__ = ("anchors", "kind", "needles", "regex", "replace", "table")
 
     def __init__(
         self,
@@ -43,10 +43,16 @@ class ValuePattern:
         needles: tuple[bytes, ...],
         replace: str | Callable[[re.Match[str]], str] | None = None,
         flags: int = 0,
+        table: bytes | None = None,
+        anchors: bytes = b"",
     ) -> None:
         self.kind = kind
         self.regex = re.compile(regex, flags)
         self.needles = needles
+        self.table = table  # applied to the lowercased text before the needles are sought
+        # Bytes of which every match holds at least one: absent from a whole batch, the
+        # pattern's needles are not even sought.
+        self.anchors = anchors
         self.replace: str | Callable[[re.Match[str]], str] = (
             f"[REDACTED:{kind}]" if replace is None else replace
         )
@@ -78,6 +84,9 @@ def _keep_prefix(m: re.Match[str]) -> str:
     return m.group(1) + "[REDACTED]"
 
 
+_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
+_CARD_EDGE = (r"(?<![0-9A-Za-z])(?<![0-9A-Za-z]-)", r"(?!-?[0-9A-Za-z])")  # not inside an id
+
 VALUE_PATTERNS: tuple[ValuePattern, ...] = (
     ValuePattern(
         "private-key",
@@ -85,18 +94,25 @@ VALUE_PATTERNS: tuple[ValuePattern, ...] = (
         r"(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
         (b"-----",),
     ),
-    ValuePattern("jwt", r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", (b"eyj",)),
+    ValuePattern(
+        "jwt",
+        r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+        (b"eyj",),
+        anchors=b".",
+    ),
     ValuePattern(
         "bearer",
-        r"((?i:bearer)\s+)[A-Za-z0-9._~+/=-]{8,}",
+        r"((?i:bearer)[ \t]+)[A-Za-z0-9._~+/=-]{8,}",
         (b"bearer",),
         _keep_prefix,
+        anchors=b" \t",
     ),
     ValuePattern(
         "basic",
-        r"((?i:basic)\s+)(?=[A-Za-z0-9+/]*[A-Z0-9+/=])[A-Za-z0-9+/]{6,}=*",
+        r"((?i:basic)[ \t]+)(?=[A-Za-z0-9+/]*[A-Z0-9+/=])[A-Za-z0-9+/]{6,}=*",
         (b"basic",),
         _keep_prefix,
+        anchors=b" \t",
     ),
     ValuePattern("aws-key", r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", (b"akia", b"asia")),
     ValuePattern("gcp-key", r"\bAIza[0-9A-Za-z_-]{35}", (b"aiza",)),
@@ -104,9 +120,15 @@ VALUE_PATTERNS: tuple[ValuePattern, ...] = (
         "github-token",
         r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
         (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_"),
+        anchors=b"_",
     ),
-    ValuePattern("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", (b"xox",)),
-    ValuePattern("stripe-key", r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}", (b"k_live_", b"k_test_")),
+    ValuePattern("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", (b"xox",), anchors=b"-"),
+    ValuePattern(
+        "stripe-key",
+        r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",
+        (b"k_live_", b"k_test_"),
+        anchors=b"_",
+    ),
     ValuePattern(
         "url-password",
         r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:)[^/\s@]+(?=@)",
@@ -123,7 +145,35 @@ VALUE_PATTERNS: tuple[ValuePattern, ...] = (
         _keep_prefix,
         re.IGNORECASE,
     ),
-    ValuePattern("card", r"(?<![0-9A-Za-z])(?:[0-9][ -]?){12,18}[0-9](?![0-9A-Za-z])", (), _card),
+    # Card numbers: 13-19 digits in a row, or grouped 4-4-4-x (Visa, Mastercard ...) or
+    # 4-6-5 (Amex) with one kind of separator; never part of a longer token (a UUID).
+    ValuePattern(
+        "card",
+        _CARD_EDGE[0] + r"[0-9]{13,19}" + _CARD_EDGE[1],
+        (b"0" * 13,),
+        _card,
+        table=_DIGITS,
+    ),
+    ValuePattern(
+        "card",
+        _CARD_EDGE[0]
+        + r"(?:[0-9]{4}-[0-9]{4}-[0-9]{4}-[0-9]{1,7}|[0-9]{4}-[0-9]{6}-[0-9]{4,5})"
+        + _CARD_EDGE[1],
+        (b"0000-0000-0000-0", b"0000-000000-0000"),
+        _card,
+        table=_DIGITS,
+        anchors=b"-",
+    ),
+    ValuePattern(
+        "card",
+        _CARD_EDGE[0]
+        + r"(?:[0-9]{4} [0-9]{4} [0-9]{4} [0-9]{1,7}|[0-9]{4} [0-9]{6} [0-9]{4,5})"
+        + _CARD_EDGE[1],
+        (b"0000 0000 0000 0", b"0000 000000 0000"),
+        _card,
+        table=_DIGITS,
+        anchors=b" ",
+    ),
 )
 
 # In exception messages, "password: hunter2" too (they are scanned in full, never prefiltered).
@@ -138,10 +188,12 @@ MESSAGE_PATTERNS: tuple[ValuePattern, ...] = (
     ),
 )
 
-NEEDLES: tuple[bytes, ...] = tuple(
-    sorted({n for p in VALUE_PATTERNS for n in p.needles}, key=lambda n: (len(n), n))
-)
 
-# Card numbers have no needle: map digits and separators to "0" and look for 13 in a row.
-DIGIT_RUN = b"0" * 13
-DIGIT_TABLE = bytes.maketrans(b"0123456789 -", b"000000000000")
+def needle_groups(
+    patterns: tuple[ValuePattern, ...],
+) -> list[tuple[bytes | None, bytes, tuple[bytes, ...]]]:
+    """The patterns' needles grouped by (translation table, anchors)."""
+    groups: dict[tuple[bytes | None, bytes], set[bytes]] = {}
+    for p in patterns:
+        groups.setdefault((p.table, p.anchors), set()).update(p.needles)
+    return [(table, anchors, tuple(sorted(n))) for (table, anchors), n in groups.items()]

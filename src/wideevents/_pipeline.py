@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 _BATCH = 4096
 _POLL = 0.1
-_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC
 
 _pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
@@ -67,26 +67,27 @@ def _error_type(exc: BaseException) -> str:
 
 
 class _Clock:
-    """Wall-clock timestamps from the monotonic clock reads taken on the app thread."""
+    """Wall-clock time for the monotonic clock reads taken on the app thread.
 
-    __slots__ = ("_prefix", "_sec", "offset")
+    ``offset`` turns a ``perf_counter()`` reading into seconds since the epoch; it is re-read
+    once per batch. ``prefix`` is the ISO text of second ``sec``, kept because most events
+    of a batch fall in the same second.
+    """
+
+    __slots__ = ("offset", "prefix", "sec")
 
     def __init__(self) -> None:
         self.offset = 0.0
-        self._sec = -1
-        self._prefix = ""
+        self.sec = -1
+        self.prefix = ""
         self.sync()
 
     def sync(self) -> None:
         self.offset = time.time() - time.perf_counter()
 
-    def iso(self, t: float) -> str:
-        ts = t + self.offset
-        sec = int(ts)
-        if sec != self._sec:
-            self._sec = sec
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        return f"{self._prefix}.{int((ts - sec) * 1e6):06d}Z"
+    def set_second(self, sec: int) -> None:
+        self.sec = sec
+        self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
 
 
 class Pipeline:
@@ -103,6 +104,7 @@ class Pipeline:
         self._wake_at = max(1, self.cap // 2)
         self._poll = min(_POLL, self.flush_interval)
         self._names: dict[str, str] = {}
+        self._resource_keys = frozenset(self.resource)
         self._clock = _Clock()
         self._reset_runtime()
         self.submitted = 0  # taken from the queue by the worker
@@ -175,37 +177,36 @@ class Pipeline:
                 self._export(batch)
 
     def _encode(self, events: list[Event]) -> Batch | None:
+        """Sample, redact and serialize a batch; the record is the event's own fields dict.
+
+        Core and resource fields are written into ``ev.fields`` (after redaction, so they are
+        never scanned): once an event has ended its fields belong to the pipeline.
+        """
         rules = self.rules
-        clock = self._clock
-        clock.sync()
         kept: list[Event] = []
         user: list[dict[str, Any]] = []
-        rates: list[int] = []
-        errors: list[bool] = []
         for ev in events:
             fields = ev.fields
-            tf = ev._trace_fields
-            if tf:
-                fields = {**tf, **fields}
-            error = ev.exc is not None or fields.get("error") is True
-            rate = 1
+            if ev._trace_fields:
+                fields = ev.fields = {**ev._trace_fields, **fields}
             if rules and not ev.kept:
+                error = ev.exc is not None or fields.get("error") is True
                 try:
                     rate = decide(rules, ev.trace_id, (ev._t1 - ev._t0) * 1000.0, error, fields)
                 except Exception as exc:
                     _internal.report("sampler", exc, reraise=False)
+                    rate = 1
                 if not rate:
                     self.sampled_out += 1
                     continue
+                ev._rate = rate
             kept.append(ev)
             user.append(fields)
-            rates.append(rate)
-            errors.append(error)
         if not kept:
             return None
 
         redactor = self.redactor
-        changed: list[list[str] | None]
+        changed: list[list[str] | None] | None = None
         if redactor is not None:
             try:
                 changed = redactor.redact_batch(user)
@@ -213,49 +214,70 @@ class Pipeline:
                 # Fail closed: a batch that could not be redacted does not leave the process.
                 _internal.report("redaction", exc, reraise=False)
                 return None
-        else:
-            changed = [None] * len(kept)
 
+        clock = self._clock
+        clock.sync()
+        offset = clock.offset
         resource = self.resource
-        records: list[dict[str, Any]] = []
-        lines: list[bytes] = []
+        resource_keys = self._resource_keys
+        names = self._names
         dumps = orjson.dumps
-        for ev, fields, rate, error, paths in zip(kept, user, rates, errors, changed, strict=False):
+        lines: list[bytes] = []
+        records: list[dict[str, Any]] = []
+        for n, ev in enumerate(kept):
+            fields = user[n]
             try:
-                core: dict[str, Any] = {
-                    "timestamp": clock.iso(ev._t0),
-                    "duration_ms": (ev._t1 - ev._t0) * 1000.0,
-                    "name": self._name(ev.name),
-                    "trace_id": f"{ev.trace_id:032x}",
-                    "span_id": f"{ev.span_id:016x}",
-                    "parent_id": f"{ev.parent_id:016x}" if ev.parent_id else None,
-                    "error": error,
-                    "sample_rate": rate,
-                }
+                if resource_keys.isdisjoint(fields):
+                    fields.update(resource)
+                else:  # the app's own value for a resource field wins
+                    for key, value in resource.items():
+                        fields.setdefault(key, value)
+                t0 = ev._t0
+                ts = t0 + offset
+                sec = int(ts)
+                if sec != clock.sec:
+                    clock.set_second(sec)
+                fields["timestamp"] = f"{clock.prefix}.{int((ts - sec) * 1e6):06d}Z"
+                fields["duration_ms"] = (ev._t1 - t0) * 1000.0
+                name = ev.name
+                fields["name"] = names.get(name) or self._name(name)
+                fields["trace_id"] = f"{ev.trace_id:032x}"
+                fields["span_id"] = f"{ev.span_id:016x}"
+                fields["parent_id"] = f"{ev.parent_id:016x}" if ev.parent_id else None
+                fields["sample_rate"] = ev._rate
+                paths = changed[n] if changed is not None else None
                 raised = ev.exc
-                if raised is not None:
-                    core["error.type"] = _error_type(raised)
-                    message, scrubbed = self._message(raised)
-                    if message:
-                        core["error.message"] = message
-                    if scrubbed:
-                        paths = [*(paths or ()), "error.message"]
-                if core["name"] != ev.name:
+                if raised is None:
+                    fields["error"] = fields.get("error") is True
+                else:
+                    paths = self._add_error(fields, raised, paths)
+                if fields["name"] != name:
                     paths = [*(paths or ()), "name"]
                 if paths:
-                    core["meta.redacted"] = paths
-                record = {**resource, **fields, **core}
+                    fields["meta.redacted"] = paths
                 try:
-                    line = dumps(record, default=_default, option=_OPTS)
+                    line = dumps(fields, default=_default, option=_OPTS)
                 except TypeError:  # an int wider than 64 bits, a cycle, a key orjson refuses
-                    record = _jsonable(record)
-                    line = dumps(record, default=_default, option=_OPTS)
+                    fields = _jsonable(fields)
+                    line = dumps(fields, default=_default, option=_OPTS)
             except Exception as exc:
                 _internal.report("encode", exc, reraise=False)
                 continue
-            records.append(record)
+            records.append(fields)
             lines.append(line)
         return Batch(records, lines)
+
+    def _add_error(
+        self, fields: dict[str, Any], raised: BaseException, paths: list[str] | None
+    ) -> list[str] | None:
+        fields["error"] = True
+        fields["error.type"] = _error_type(raised)
+        message, scrubbed = self._message(raised)
+        if message:
+            fields["error.message"] = message
+        else:
+            fields.pop("error.message", None)
+        return [*(paths or ()), "error.message"] if scrubbed else paths
 
     def _name(self, name: str) -> str:
         out = self._names.get(name)
@@ -263,7 +285,7 @@ class Pipeline:
             out = name if isinstance(name, str) else str(name)
             if self.redactor is not None:
                 out = self.redactor.scrub_text(out)
-            if len(self._names) > 4096:
+            if len(self._names) >= 4096:
                 self._names.clear()
             self._names[name] = out
         return out

@@ -18,18 +18,17 @@ import re
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import accumulate
 from typing import Any, Final
 
 from . import _internal
 from ._exceptions import ConfigError
 from ._patterns import (
-    DIGIT_RUN,
-    DIGIT_TABLE,
     KEY_PATTERN,
     MESSAGE_PATTERNS,
-    NEEDLES,
     VALUE_PATTERNS,
     ValuePattern,
+    needle_groups,
 )
 
 
@@ -132,12 +131,13 @@ class Redactor:
         self._message_patterns = (MESSAGE_PATTERNS if config.defaults else ()) + extra
         # Without needles for the custom patterns every new string meets the regexes.
         self._prefilter = config.defaults and not extra
+        self._needles = needle_groups(VALUE_PATTERNS)
         self._key_action: dict[str, int] = {}
         self._plain_keys: set[str] = set()  # keys that need no action at the top level
         # Values known to be clean, and strings seen clean once (admitted to _clean on their
         # second sighting, so unique ids do not crowd out the values that repeat).
         self._clean: set[Any] = {REDACTED, None, True, False}
-        self._seen_once: set[str] = set()
+        self._seen_once: set[Any] = set()
         self._hash_cache: dict[str, str] = {}
 
     # -- per key -------------------------------------------------------------------------
@@ -192,8 +192,12 @@ class Redactor:
         patterns = self._message_patterns if message else self._patterns
         low = text.lower().encode("utf-8", "surrogatepass")
         for p in patterns:
-            if p.needles and not any(n in low for n in p.needles):
-                continue
+            if p.needles:
+                if p.anchors and not any(a in low for a in p.anchors):
+                    continue
+                hay = low if p.table is None else low.translate(p.table)
+                if not any(n in hay for n in p.needles):
+                    continue
             text = p.regex.sub(p.replace, text)
         return text
 
@@ -201,32 +205,32 @@ class Redactor:
         """Indices of *texts* that may hold a secret (a superset; usually empty)."""
         if not self._prefilter:
             return set(range(len(texts)))
-        blob = "\n".join(texts)
+        # Joined without a separator: a needle spanning two texts only flags one more text.
+        blob = "".join(texts)
         data = blob.lower().encode("utf-8", "surrogatepass")
         if len(data) == len(blob):
-            ends, pos = [], -1
-            for t in texts:
-                pos += len(t) + 1
-                ends.append(pos)
+            ends = list(accumulate(map(len, texts)))
         else:  # non-ASCII: offsets in bytes differ from offsets in characters
-            ends, pos = [], -1
-            for t in texts:
-                pos += len(t.encode("utf-8", "surrogatepass")) + 1
-                ends.append(pos)
+            ends = list(accumulate(len(t.encode("utf-8", "surrogatepass")) for t in texts))
         hits: set[int] = set()
-        find = data.find
-        for needle in NEEDLES:
-            at = find(needle)
-            while at != -1:
-                i = bisect_right(ends, at - 1)
-                hits.add(i)
-                at = find(needle, ends[i] + 1) if i + 1 < len(ends) else -1
-        digits = data.translate(DIGIT_TABLE)
-        at = digits.find(DIGIT_RUN)
-        while at != -1:
-            i = bisect_right(ends, at - 1)
-            hits.add(i)
-            at = digits.find(DIGIT_RUN, ends[i] + 1) if i + 1 < len(ends) else -1
+        last = len(ends) - 1
+        translated: dict[bytes, bytes] = {}
+        for table, anchors, needles in self._needles:
+            if anchors and not any(data.find(a) != -1 for a in anchors):
+                continue
+            if table is None:
+                find = data.find
+            else:
+                hay = translated.get(table)
+                if hay is None:
+                    hay = translated[table] = data.translate(table)
+                find = hay.find
+            for needle in needles:
+                at = find(needle)
+                while at != -1:
+                    i = bisect_right(ends, at)
+                    hits.add(i)
+                    at = find(needle, ends[i]) if i < last else -1
         return hits
 
     # -- per event -----------------------------------------------------------------------
@@ -238,13 +242,12 @@ class Redactor:
         clean = self._clean
         texts: list[str] = []
         owners: list[int] = []
+        ints: list[int] = []  # ints are never secret; remembered so repeats skip the loop
         deep: list[int] = []
         for i, fields in enumerate(batch):
             if self._hooks or not plain.issuperset(fields):
                 changed[i] = self._apply_keys(fields)
             try:
-                if clean.issuperset(fields.values()):
-                    continue
                 new = [v for v in fields.values() if v not in clean]
             except TypeError:  # an unhashable value: a dict or a list
                 deep.append(i)
@@ -254,6 +257,8 @@ class Redactor:
                 if cls is str:
                     texts.append(v)
                     owners.append(i)
+                elif cls is int:
+                    ints.append(v)
                 elif cls not in _INERT:
                     deep.append(i)
                     break
@@ -269,9 +274,10 @@ class Redactor:
             if paths:
                 changed[i] = (changed[i] or []) + paths
         self._remember(texts, suspect)
+        self._remember(ints, suspect)
         return changed
 
-    def _remember(self, texts: list[str], suspect: set[str]) -> None:
+    def _remember(self, texts: list[Any], suspect: set[str]) -> None:
         clean, once = self._clean, self._seen_once
         if len(clean) > _CACHE_LIMIT:
             clean.clear()
@@ -282,7 +288,7 @@ class Redactor:
             if t in once:
                 if t not in suspect:
                     clean.add(t)
-            elif len(t) <= 256:
+            elif t.__class__ is int or len(t) <= 256:
                 once.add(t)
 
     def _apply_keys(self, fields: dict[str, Any]) -> list[str] | None:
