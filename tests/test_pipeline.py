@@ -150,12 +150,13 @@ def test_unknown_sink_is_a_clear_config_error(monkeypatch: pytest.MonkeyPatch) -
         wideevents.configure(sinks="kafka:x")
 
 
-def test_default_without_configuration_writes_jsonl_in_cwd(tmp_path: Path) -> None:
+def test_default_without_configuration_spools_for_the_store_in_cwd(tmp_path: Path) -> None:
     with event("hello", n=1):
         pass
     wideevents.flush()
-    (line,) = (tmp_path / "wideevents.jsonl").read_text().splitlines()
-    assert json.loads(line)["n"] == 1
+    spool = tmp_path / "wideevents.duckdb.spool"
+    (segment,) = [p for p in spool.iterdir() if p.suffix == ".jsonl"]
+    assert json.loads(segment.read_text())["n"] == 1
 
 
 def test_reconfigure_sends_open_events_to_the_new_sinks() -> None:

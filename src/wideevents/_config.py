@@ -13,8 +13,8 @@ from ._redact import Redaction
 from .sampling import Rule, compile_rules
 from .sinks import Sink, from_specs
 
-DEFAULT_SINKS = "jsonl:wideevents.jsonl"
-"""Until the embedded DuckDB store lands, events go to a JSON-lines file by default."""
+DEFAULT_SINKS = "duckdb:"
+"""Unconfigured, events go to the embedded store at ``WIDEEVENTS_DB`` or ./wideevents.duckdb."""
 
 
 @dataclass

@@ -1,0 +1,101 @@
+"""The default sink: events into the embedded DuckDB store, without the app opening DuckDB.
+
+The app's worker appends JSON lines to its own spool segment (see ``wideevents.store.spool``)
+and seals it every flush interval. Every ``ingest_interval`` seconds, when sealed segments are
+waiting, it starts ``python -m wideevents.store.ingest`` as a separate process (one at a time;
+the ingester exits at once if another holds the store), so DuckDB's CPU, memory and file lock
+never land in the app's process. ``wideevents ingest --follow`` and every CLI query ingest too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from .. import _internal
+from ..store.paths import StorePaths, default_db_path
+from ..store.spool import SEALED_SUFFIX, SpoolWriter
+from ._base import Batch, Sink
+
+
+class DuckDBSink(Sink):
+    """Events into the DuckDB file at *path* (default ``WIDEEVENTS_DB`` or
+    ``./wideevents.duckdb``).
+
+    ``ingest_interval``: seconds between background ingester runs; 0 turns them off (run
+    ``wideevents ingest --follow`` instead). ``WIDEEVENTS_INGEST_INTERVAL`` sets the default.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, ingest_interval: float | None = None
+    ) -> None:
+        self.paths = StorePaths.for_db(path or default_db_path())
+        self.writer = SpoolWriter(self.paths)
+        if ingest_interval is None:
+            ingest_interval = float(os.environ.get("WIDEEVENTS_INGEST_INTERVAL", "5"))
+        self.ingest_interval = ingest_interval
+        self._last_ingest = time.monotonic()
+        self._ingester: subprocess.Popen[bytes] | None = None
+
+    @property
+    def path(self) -> str:
+        return str(self.paths.db)
+
+    def export(self, batch: Batch) -> None:
+        self.writer.write(batch.lines)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        self.writer.seal()
+        if self.ingest_interval > 0:
+            self._maybe_ingest()
+        return True
+
+    def _maybe_ingest(self) -> None:
+        proc = self._ingester
+        if proc is not None:
+            if proc.poll() is None:
+                return  # still running
+            self._ingester = None
+        now = time.monotonic()
+        if now - self._last_ingest < self.ingest_interval:
+            return
+        self._last_ingest = now
+        try:
+            if not any(n.endswith(SEALED_SUFFIX) for n in os.listdir(self.paths.spool)):
+                return
+            self._ingester = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "wideevents.store.ingest",
+                    "--db",
+                    str(self.paths.db),
+                    "--if-free",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            _internal.report("ingest_start", exc, reraise=False)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        self.writer.seal()
+        proc, self._ingester = self._ingester, None
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.wait(timeout=min(timeout or 5.0, 5.0))
+            except subprocess.TimeoutExpired:
+                pass  # it finishes on its own; the lock keeps the store consistent
+
+    def after_fork(self) -> None:
+        self.writer.forget_after_fork()
+        self._ingester = None
+
+
+def from_spec(arg: str) -> DuckDBSink:
+    return DuckDBSink(arg or None)

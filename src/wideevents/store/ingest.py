@@ -1,0 +1,315 @@
+"""The ingester: sealed spool segments into the ``events`` table, exactly once.
+
+One batch of segments is one transaction: add or widen columns, ``INSERT … BY NAME`` from
+DuckDB's JSON reader (told every column's type, so late keys and naive datetimes are read
+right), and record the segment names in ``_wideevents_segments``. Segment files are deleted
+only after the commit; a segment whose name is already recorded is deleted without being read
+again. A segment the reader cannot parse is renamed ``*.bad`` and counted, never retried in
+a loop. Run as ``python -m wideevents.store.ingest --db PATH`` by the DuckDB sink.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import duckdb
+
+from .paths import StorePaths, private_umask
+from .schema import (
+    CORE_COLUMNS,
+    EVENTS,
+    OVERFLOW,
+    SEGMENTS,
+    plan_columns,
+    quote_ident,
+    quote_literal,
+    store_type,
+)
+from .spool import OPEN_SUFFIX, SEALED_SUFFIX
+
+BATCH_FILES = 512
+BATCH_BYTES = 256 << 20
+ABANDONED_AFTER = 60.0  # seconds without a write before another host's open segment is claimed
+
+
+@dataclass
+class IngestResult:
+    rows: int = 0
+    segments: int = 0
+    bad: list[str] = field(default_factory=list)
+
+
+def connect(paths: StorePaths, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the store (creating it owner-only); the caller holds the store lock."""
+    db = paths.db
+    if not db.exists():
+        if read_only:
+            raise FileNotFoundError(f"no store at {db}: emit some events or run `wideevents demo`")
+        _create(paths)
+    with private_umask():
+        con = duckdb.connect(str(db), read_only=read_only)
+    return con
+
+
+def _create(paths: StorePaths) -> None:
+    # Built under a private name in the 0700 spool folder, then linked into place: the file is
+    # never visible with looser permissions, and two creators cannot clobber each other.
+    spool = paths.ensure_spool()
+    tmp = spool / f".new-{os.getpid()}-{time.time_ns()}.duckdb"
+    with private_umask():
+        con = duckdb.connect(str(tmp))
+        try:
+            ensure_tables(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    os.chmod(tmp, 0o600)
+    try:
+        os.link(tmp, paths.db)
+    except FileExistsError:
+        pass
+    finally:
+        for leftover in (tmp, Path(str(tmp) + ".wal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    columns = ", ".join(f"{quote_ident(n)} {t}" for n, t in CORE_COLUMNS.items())
+    con.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS} ({columns})")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {SEGMENTS} "
+        "(name VARCHAR PRIMARY KEY, rows BIGINT, ingested_at TIMESTAMPTZ)"
+    )
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str = EVENTS) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return {
+        name: ("JSON" if typ == "JSON" else typ.replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"))
+        for name, typ in rows
+    }
+
+
+def _is_dead_writer(name: str, mtime: float) -> bool:
+    # <host>-<pid>-<start µs>-<seq>.jsonl.open
+    parts = name[: -len(OPEN_SUFFIX)].rsplit("-", 3)
+    if len(parts) != 4:
+        return time.time() - mtime > ABANDONED_AFTER
+    host, pid_text = parts[0], parts[1]
+    same_host = host == "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:64]
+    if same_host and pid_text.isdigit():
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass  # alive, someone else's
+        else:
+            # Alive (or the pid was reused): a live writer seals within a flush interval.
+            return time.time() - mtime > ABANDONED_AFTER
+    return time.time() - mtime > ABANDONED_AFTER
+
+
+def claim_abandoned(spool: Path) -> int:
+    """Seal the open segments of writers that died (SIGKILL), cut back to their last whole line."""
+    claimed = 0
+    for entry in os.scandir(spool):
+        if not entry.name.endswith(OPEN_SUFFIX):
+            continue
+        try:
+            if not _is_dead_writer(entry.name, entry.stat().st_mtime):
+                continue
+            with open(entry.path, "r+b") as f:
+                size = f.seek(0, os.SEEK_END)
+                keep = _last_line_end(f, size)
+                if keep != size:
+                    f.truncate(keep)
+            sealed = entry.path[: -len(OPEN_SUFFIX)] + SEALED_SUFFIX
+            if keep:
+                os.rename(entry.path, sealed)
+            else:
+                os.unlink(entry.path)
+            claimed += 1
+        except FileNotFoundError:
+            continue
+    return claimed
+
+
+def _last_line_end(f: BinaryIO, size: int) -> int:
+    pos = size
+    while pos > 0:
+        step = min(65536, pos)
+        f.seek(pos - step)
+        chunk = f.read(step)
+        nl = chunk.rfind(b"\n")
+        if nl != -1:
+            return pos - step + nl + 1
+        pos -= step
+    return 0
+
+
+def sealed_segments(spool: Path) -> list[Path]:
+    found = []
+    for entry in os.scandir(spool):
+        if entry.name.endswith(SEALED_SUFFIX) and not entry.name.startswith("."):
+            found.append((entry.stat().st_mtime, entry.name, Path(entry.path)))
+    return [p for _, _, p in sorted(found)]
+
+
+def _batches(files: list[Path]) -> Iterator[list[Path]]:
+    batch: list[Path] = []
+    size = 0
+    for f in files:
+        try:
+            n = f.stat().st_size
+        except FileNotFoundError:
+            continue
+        if batch and (len(batch) >= BATCH_FILES or size + n > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(f)
+        size += n
+    if batch:
+        yield batch
+
+
+def _file_list(files: list[Path]) -> str:
+    return "[" + ", ".join(quote_literal(str(f)) for f in files) + "]"
+
+
+def _detect(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dict[str, str | None]:
+    rows = con.execute(
+        f"DESCRIBE SELECT * FROM read_ndjson({_file_list(files)}, sample_size=-1, "
+        "union_by_name=true, maximum_depth=2)"
+    ).fetchall()
+    return {name: store_type(typ) for name, typ, *_ in rows}
+
+
+def _ingest_batch(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
+    names = [f.name for f in files]
+    done = {
+        r[0]
+        for r in con.execute(
+            f"SELECT name FROM {SEGMENTS} WHERE name IN (SELECT unnest(?::VARCHAR[]))", [names]
+        ).fetchall()
+    }
+    todo = [f for f in files if f.name not in done]
+    for f in files:
+        if f.name in done:  # ingested before a crash that kept its file
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+    if not todo:
+        return 0
+    detected = _detect(con, todo)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        read, add, alter, overflow = plan_columns(table_columns(con), detected)
+        for column, typ in add.items():
+            con.execute(f"ALTER TABLE {EVENTS} ADD COLUMN {quote_ident(column)} {typ}")
+        for column, typ in alter.items():
+            con.execute(
+                f"ALTER TABLE {EVENTS} ALTER COLUMN {quote_ident(column)} SET DATA TYPE {typ}"
+            )
+        types = dict(read)
+        for name in overflow:
+            types[name] = "JSON"
+        spec = (
+            "{"
+            + ", ".join(f"{quote_literal(k)}: {quote_literal(v)}" for k, v in types.items())
+            + "}"
+        )
+        select = [quote_ident(c) for c in read]
+        if overflow:
+            pairs = ", ".join(f"{quote_literal(n)}, {quote_ident(n)}" for n in overflow)
+            select.append(f"json_object({pairs}) AS {quote_ident(OVERFLOW)}")
+        count = con.execute(
+            f"INSERT INTO {EVENTS} BY NAME SELECT {', '.join(select)} "
+            f"FROM read_ndjson({_file_list(todo)}, columns={spec}, format='newline_delimited')"
+        ).fetchall()[0][0]
+        con.execute(
+            f"INSERT INTO {SEGMENTS} SELECT unnest(?::VARCHAR[]), NULL, now()",
+            [[f.name for f in todo]],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    for f in todo:
+        with contextlib.suppress(FileNotFoundError):
+            f.unlink()
+    return int(count)
+
+
+def ingest(
+    con: duckdb.DuckDBPyConnection, paths: StorePaths, *, max_batches: int | None = None
+) -> IngestResult:
+    """Move every sealed segment into the table; the caller holds the exclusive store lock."""
+    ensure_tables(con)
+    spool = paths.ensure_spool()
+    claim_abandoned(spool)
+    result = IngestResult()
+    for n, batch in enumerate(_batches(sealed_segments(spool))):
+        if max_batches is not None and n >= max_batches:
+            break
+        try:
+            result.rows += _ingest_batch(con, batch)
+            result.segments += len(batch)
+        except duckdb.Error:
+            # One unreadable segment must not hold up the others: retry them one by one.
+            for f in batch:
+                try:
+                    result.rows += _ingest_batch(con, [f])
+                    result.segments += 1
+                except duckdb.Error:
+                    bad = f.with_name(f.name + ".bad")
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(f, bad)
+                    result.bad.append(bad.name)
+    return result
+
+
+def ingest_store(
+    db: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = 30.0
+) -> IngestResult | None:
+    """Open the store under its lock and ingest; None when ``lock_timeout=0`` and it is busy."""
+    paths = StorePaths.for_db(db)
+    with paths.lock(exclusive=True, timeout=lock_timeout) as held:
+        if not held:
+            return None
+        con = connect(paths)
+        try:
+            return ingest(con, paths)
+        finally:
+            con.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wideevents.store.ingest")
+    parser.add_argument("--db", default=None)
+    parser.add_argument("--if-free", action="store_true", help="exit at once if the store is busy")
+    args = parser.parse_args(argv)
+    os.umask(0o077)
+    result = ingest_store(args.db, lock_timeout=0 if args.if_free else 30.0)
+    if result is not None and result.bad:
+        print(
+            f"wideevents: unreadable segments set aside: {', '.join(result.bad)}", file=sys.stderr
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

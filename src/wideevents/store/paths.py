@@ -1,0 +1,103 @@
+"""Where the store's files live, owner-only file creation, and the lock that serialises access.
+
+For a database ``events.duckdb``:
+
+* ``events.duckdb`` — the DuckDB file (0600);
+* ``events.duckdb.spool/`` — the spool folder (0700): ``*.jsonl.open`` segments being written,
+  ``*.jsonl`` sealed segments waiting for the ingester, ``*.bad`` segments it could not read;
+* ``events.duckdb.spool/.lock`` — ``flock``: exclusive to open the database read-write,
+  shared to open it read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DB = "wideevents.duckdb"
+
+
+def default_db_path() -> str:
+    """``WIDEEVENTS_DB``, else ``./wideevents.duckdb``."""
+    return os.environ.get("WIDEEVENTS_DB") or DEFAULT_DB
+
+
+class StoreLocked(TimeoutError):
+    """Another process held the store's lock for longer than we were willing to wait."""
+
+
+@dataclass(frozen=True)
+class StorePaths:
+    db: Path
+
+    @classmethod
+    def for_db(cls, db: str | os.PathLike[str] | None = None) -> StorePaths:
+        return cls(Path(os.path.abspath(os.fspath(db or default_db_path()))))
+
+    @property
+    def spool(self) -> Path:
+        return self.db.with_name(self.db.name + ".spool")
+
+    @property
+    def lock_file(self) -> Path:
+        return self.spool / ".lock"
+
+    def ensure_spool(self) -> Path:
+        """Create the spool folder owner-only (0700) if it is missing."""
+        spool = self.spool
+        try:
+            os.mkdir(spool, 0o700)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(spool, 0o700)  # mkdir's mode is filtered by the umask
+        return spool
+
+    @contextlib.contextmanager
+    def lock(self, *, exclusive: bool, timeout: float | None) -> Iterator[bool]:
+        """Hold the store lock. Yields False (without the lock) when ``timeout == 0`` and busy.
+
+        ``timeout=None`` waits for ever; a positive timeout raises :class:`StoreLocked`.
+        """
+        self.ensure_spool()
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            deadline = None if timeout is None else time.monotonic() + timeout
+            delay = 0.005
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    if timeout == 0:
+                        yield False
+                        return
+                    raise StoreLocked(
+                        f"the store {self.db} stayed locked by another process for {timeout:g} s"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Files created inside are owner-only. The umask is process-wide: use it only in a
+    process of our own (the CLI, the ingester), never on an application's thread."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)

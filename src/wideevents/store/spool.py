@@ -1,0 +1,109 @@
+"""The write side of the store: one process appends JSON lines to segments of its own.
+
+A segment is ``<host>-<pid>-<start µs>-<seq>.jsonl.open`` while its process writes it and is
+sealed by a rename to ``….jsonl`` at every flush (once a second by default) or when it grows
+past a size limit. Each export is one ``write`` of whole lines; when a write fails (disk full,
+file size limit) the segment is cut back to its last whole line, the batch is counted as lost
+and the next export starts a new segment, so a sealed segment only ever holds whole lines.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+from .. import _internal
+from .paths import StorePaths
+
+SEGMENT_BYTES = 64 << 20
+OPEN_SUFFIX = ".jsonl.open"
+SEALED_SUFFIX = ".jsonl"
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:64] or "host"
+
+
+class SpoolWriter:
+    """Appends batches of lines to this process's current segment; not thread-safe
+    (the pipeline calls it from its worker only)."""
+
+    def __init__(self, paths: StorePaths, segment_bytes: int = SEGMENT_BYTES) -> None:
+        self.paths = paths
+        self.segment_bytes = segment_bytes
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._size = 0
+        self._seq = 0
+        self.lines_lost = 0
+
+    def _open(self) -> int:
+        spool = self.paths.ensure_spool()
+        self._seq += 1
+        name = f"{_host()}-{os.getpid()}-{time.time_ns() // 1000}-{self._seq}{OPEN_SUFFIX}"
+        path = spool / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._fd, self._path, self._size = fd, path, 0
+        return fd
+
+    def write(self, lines: list[bytes]) -> None:
+        """Append whole lines; on failure count them as lost and leave no partial line."""
+        if not lines:
+            return
+        data = b"".join(lines)
+        try:
+            fd = self._fd if self._fd is not None else self._open()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            self.lines_lost += len(lines)
+            _internal.STATS["events_lost"] += len(lines)
+            self._abandon_partial()
+            _internal.report("store_write", exc, reraise=False)
+            return
+        self._size += len(data)
+        if self._size >= self.segment_bytes:
+            self.seal()
+
+    def _abandon_partial(self) -> None:
+        # Cut the segment back to the last complete batch, then seal it: the next batch starts
+        # a fresh segment (which is also how writing resumes once space is back).
+        fd, path = self._fd, self._path
+        if fd is None or path is None:
+            return
+        try:
+            os.ftruncate(fd, self._size)
+        except OSError:
+            pass  # the ingester skips a torn last line too
+        self.seal()
+
+    def seal(self) -> None:
+        """Close the current segment and make it visible to the ingester."""
+        fd, path, size = self._fd, self._path, self._size
+        self._fd, self._path, self._size = None, None, 0
+        if fd is None or path is None:
+            return
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        try:
+            if size:
+                os.rename(path, path.with_name(path.name[: -len(OPEN_SUFFIX)] + SEALED_SUFFIX))
+            else:
+                os.unlink(path)
+        except OSError as exc:
+            _internal.report("store_write", exc, reraise=False)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the segment is the parent's; start a new one on the next write."""
+        fd = self._fd
+        self._fd, self._path, self._size = None, None, 0
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
