@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -27,7 +27,13 @@ def db_option(func: F) -> F:
     )(func)
 
 
-class DurationType(click.ParamType):
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[timedelta]
+else:  # click < 8.2 has no generic ParamType at run time
+    _ParamType = click.ParamType
+
+
+class DurationType(_ParamType):
     """``90s``, ``15m``, ``1h``, ``7d``, ``2w``."""
 
     name = "duration"
