@@ -1,0 +1,467 @@
+"""The embedded store with real files, real DuckDB and real processes."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+import wideevents
+from wideevents import event
+from wideevents.sinks.duckdb import DuckDBSink
+from wideevents.store import schema
+from wideevents.store.ingest import connect, ingest_store
+from wideevents.store.paths import StorePaths
+from wideevents.store.spool import SpoolWriter
+
+INJECTION = 'x"; DROP TABLE events; --'
+
+
+def query(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    paths = StorePaths.for_db(db)
+    with paths.lock(exclusive=False, timeout=30):
+        con = connect(paths, read_only=True)
+        try:
+            return con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
+
+
+def configure_store(db: Path) -> None:
+    wideevents.configure("svc", sinks=[DuckDBSink(db, ingest_interval=0)])
+
+
+def test_events_land_in_typed_columns_with_any_field_name(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    configure_store(db)
+    for i in range(100):
+        with event(
+            "checkout",
+            **{
+                "user.id": i,
+                "cart.total": i * 1.5,
+                "ok": i % 2 == 0,
+                "plan": "pro",
+                INJECTION: "still a column",
+                "select": 1,
+                "with space": "s",
+                "Mixed.Case": 1,
+            },
+        ):
+            pass
+    wideevents.flush()
+    result = ingest_store(db)
+    assert result is not None
+    assert result.rows == 100
+    columns = dict(
+        query(
+            db,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'events'",
+        )
+    )
+    assert columns["user.id"] == "BIGINT"
+    assert columns["cart.total"] == "DOUBLE"
+    assert columns["ok"] == "BOOLEAN"
+    assert columns["plan"] == "VARCHAR"
+    assert columns["timestamp"] == "TIMESTAMP WITH TIME ZONE"
+    assert columns[INJECTION] == "VARCHAR"
+    assert columns["select"] == "BIGINT"
+    assert columns["with space"] == "VARCHAR"
+    assert query(db, 'SELECT count(*), sum("user.id"), count(DISTINCT span_id) FROM events') == [
+        (100, sum(range(100)), 100)
+    ]
+    assert query(db, 'SELECT DISTINCT "x""; DROP TABLE events; --" FROM events') == [
+        ("still a column",)
+    ]
+
+
+def test_conflicting_types_widen_and_keep_every_value(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    configure_store(db)
+    for value in (7, 2.5, "seven"):  # one ingest per type: the column widens twice
+        with event("op", v=value):
+            pass
+        wideevents.flush()
+        ingest_store(db)
+    ((typ,),) = query(
+        db,
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 'events' AND column_name = 'v'",
+    )
+    assert typ == "VARCHAR"
+    # 7 was widened to DOUBLE first, then to text: the value survives as "7.0".
+    assert sorted(v for (v,) in query(db, "SELECT v FROM events")) == ["2.5", "7.0", "seven"]
+
+
+def test_late_keys_nested_values_and_naive_datetimes(tmp_path: Path) -> None:
+    import datetime as dt
+
+    db = tmp_path / "ev.duckdb"
+    configure_store(db)
+    for i in range(3000):  # far past the JSON reader's default sample of rows
+        fields: dict[str, Any] = {"i": i}
+        if i == 2999:
+            fields.update(late="here", nested={"a": [1, 2]}, when=dt.datetime(2026, 1, 2, 3, 4, 5))
+        with event("op", **fields):
+            pass
+    wideevents.flush()
+    ingest_store(db)
+    row = query(db, 'SELECT late, nested, "when" FROM events WHERE late IS NOT NULL')
+    assert len(row) == 1
+    late, nested, when = row[0]
+    assert late == "here"
+    assert json.loads(nested) == {"a": [1, 2]}
+    assert when.replace(tzinfo=None) == dt.datetime(2026, 1, 2, 3, 4, 5)
+
+
+def test_column_cap_sends_new_fields_to_the_overflow_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schema, "MAX_USER_COLUMNS", 3)
+    db = tmp_path / "ev.duckdb"
+    configure_store(db)
+    with event("op", a=1, b=2, c=3, d=4, e="five"):
+        pass
+    wideevents.flush()
+    ingest_store(db)
+    ((a, b, c, overflow),) = query(db, 'SELECT a, b, c, "attributes.overflow" FROM events')
+    assert (a, b, c) == (1, 2, 3)
+    assert json.loads(overflow) == {"d": 4, "e": "five"}
+
+
+def test_files_are_owner_only(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    old = os.umask(0)
+    try:
+        configure_store(db)
+        with event("op"):
+            pass
+        wideevents.flush()
+        spool = StorePaths.for_db(db).spool
+        segments = list(spool.glob("*.jsonl"))
+        ingest_store(db)
+    finally:
+        os.umask(old)
+    assert segments
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+    assert stat.S_IMODE((spool / ".lock").stat().st_mode) == 0o600
+
+
+def test_segment_files_are_owner_only(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        writer = SpoolWriter(StorePaths.for_db(tmp_path / "ev.duckdb"))
+        writer.write([b'{"a":1}\n'])
+        (segment,) = StorePaths.for_db(tmp_path / "ev.duckdb").spool.glob("*.open")
+        mode = stat.S_IMODE(segment.stat().st_mode)
+        writer.seal()
+    finally:
+        os.umask(old)
+    assert mode == 0o600
+
+
+def test_a_segment_is_never_ingested_twice(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    paths = StorePaths.for_db(db)
+    writer = SpoolWriter(paths)
+    writer.write([json.dumps({"span_id": f"{i:016x}", "i": i}).encode() + b"\n" for i in range(10)])
+    (segment,) = paths.spool.glob("*.open")
+    writer.seal()
+    sealed = segment.with_name(segment.name.removesuffix(".open"))
+    copy = sealed.read_bytes()
+    assert ingest_store(db).rows == 10  # type: ignore[union-attr]
+    # A crash between the commit and the file's deletion leaves the file behind:
+    sealed.write_bytes(copy)
+    assert ingest_store(db).rows == 0  # type: ignore[union-attr]
+    assert not sealed.exists()
+    assert query(db, "SELECT count(*) FROM events") == [(10,)]
+
+
+def test_an_unreadable_segment_is_set_aside_and_the_rest_ingested(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    paths = StorePaths.for_db(db)
+    spool = paths.ensure_spool()
+    (spool / "h-1-1-1.jsonl").write_bytes(b'{"i": 1}\n{"i": 2}\n')
+    (spool / "h-1-2-2.jsonl").write_bytes(b'{"i": 3}\n{not json\n')
+    (spool / "h-1-3-3.jsonl").write_bytes(b'{"i": 4}\n')
+    result = ingest_store(db)
+    assert result is not None
+    assert result.rows == 3
+    assert result.bad == ["h-1-2-2.jsonl.bad"]
+    assert (spool / "h-1-2-2.jsonl.bad").exists()
+    assert sorted(i for (i,) in query(db, "SELECT i FROM events")) == [1, 2, 4]
+
+
+def _run(
+    script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "WIDEEVENTS_RAISE_INTERNAL": "0", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+WRITER = """
+    import sys, wideevents
+    n = int(sys.argv[2])
+    wideevents.configure("writer", sinks=f"duckdb:{sys.argv[1]}")
+    for i in range(n):
+        with wideevents.event("job", i=i, writer=sys.argv[3]):
+            pass
+    wideevents.flush()
+    print(wideevents.stats())
+"""
+
+QUERIER = """
+    import sys, time, json
+    from wideevents.store.paths import StorePaths
+    from wideevents.store.ingest import connect, ingest
+    paths = StorePaths.for_db(sys.argv[1])
+    counts = []
+    deadline = time.time() + float(sys.argv[2])
+    while time.time() < deadline:
+        with paths.lock(exclusive=True, timeout=60):
+            con = connect(paths)
+            try:
+                ingest(con, paths)
+                counts.append(con.execute("SELECT count(*) FROM events").fetchall()[0][0])
+            finally:
+                con.close()
+        time.sleep(0.05)
+    print(json.dumps(counts))
+"""
+
+
+def test_many_writer_processes_while_another_process_queries(tmp_path: Path) -> None:
+    db = tmp_path / "shared.duckdb"
+    env = {"WIDEEVENTS_INGEST_INTERVAL": "0.5"}  # the writers' own ingesters join the fight
+    querier = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(QUERIER), str(db), "6"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "WIDEEVENTS_RAISE_INTERNAL": "0"},
+    )
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WRITER), str(db), "5000", str(w)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "WIDEEVENTS_RAISE_INTERNAL": "0", **env},
+        )
+        for w in range(8)
+    ]
+    try:
+        for w in writers:
+            out, err = w.communicate(timeout=120)
+            assert w.returncode == 0, err
+            assert err == ""  # no lock error, no warning of any kind
+            stats = ast.literal_eval(out)
+            assert stats["dropped"] == 0
+            assert stats["exported"] == 5000
+            assert all(v == 0 for k, v in stats.items() if k.endswith("errors")), stats
+        out, err = querier.communicate(timeout=120)
+    finally:
+        for p in [*writers, querier]:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert querier.returncode == 0, err
+    counts = json.loads(out)
+    assert len(counts) > 3
+    assert counts == sorted(counts)
+    ingest_store(db)
+    assert query(
+        db, "SELECT count(*), count(DISTINCT span_id), count(DISTINCT writer) FROM events"
+    ) == [(40_000, 40_000, 8)]
+    assert query(
+        db, "SELECT count(*) FROM (SELECT writer, i FROM events GROUP BY ALL HAVING count(*) > 1)"
+    ) == [(0,)]
+
+
+KILLED_WRITER = """
+    import sys, time, wideevents
+    wideevents.configure("victim", sinks=f"duckdb:{sys.argv[1]}")
+    i = 0
+    while True:
+        with wideevents.event("tick", i=i):
+            pass
+        i += 1
+        if i % 200 == 0:
+            wideevents.flush()
+            print(i, flush=True)
+        time.sleep(0.0002)
+"""
+
+
+def test_writer_killed_with_sigkill_loses_at_most_its_last_flush(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(KILLED_WRITER), str(db)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "WIDEEVENTS_RAISE_INTERNAL": "0", "WIDEEVENTS_INGEST_INTERVAL": "0"},
+    )
+    assert proc.stdout is not None
+    flushed = 0
+    while flushed < 3000:
+        flushed = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    assert proc.returncode == -9
+    result = ingest_store(db)
+    assert result is not None
+    assert not result.bad
+    rows = query(db, "SELECT count(*), count(DISTINCT i), min(i), max(i) FROM events")
+    count, distinct, low, high = rows[0]
+    assert count == distinct  # nothing twice
+    assert low == 0
+    assert high >= flushed - 1
+    assert count == high + 1  # no gap: whatever arrived is a prefix
+    assert ingest_store(db).rows == 0  # type: ignore[union-attr]
+
+
+def _make_segments(db: Path, n_segments: int, per_segment: int) -> int:
+    paths = StorePaths.for_db(db)
+    writer = SpoolWriter(paths)
+    n = 0
+    for _ in range(n_segments):
+        lines = []
+        for _ in range(per_segment):
+            lines.append(
+                json.dumps(
+                    {
+                        "span_id": f"{n:016x}",
+                        "i": n,
+                        "name": "bulk",
+                        "route": f"/r/{n % 50}",
+                        "ms": n * 0.5,
+                    }
+                ).encode()
+                + b"\n"
+            )
+            n += 1
+        writer.write(lines)
+        writer.seal()
+    return n
+
+
+def test_ingester_killed_mid_batch_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    total = _make_segments(db, 1200, 250)
+    proc = subprocess.Popen([sys.executable, "-m", "wideevents.store.ingest", "--db", str(db)])
+    wal = Path(str(db) + ".wal")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not wal.exists():
+        time.sleep(0.005)
+    time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    result = ingest_store(db)
+    assert result is not None
+    assert not result.bad
+    assert query(db, "SELECT count(*), count(DISTINCT i) FROM events") == [(total, total)]
+
+
+RLIMITED = """
+    import logging, resource, sys, wideevents
+    logging.basicConfig(level=logging.WARNING)
+    wideevents.configure("full-disk", sinks=f"duckdb:{sys.argv[1]}")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    def burst(tag, n):
+        for i in range(n):
+            with wideevents.event("op", tag=tag, i=i, pad="x" * 200):
+                pass
+        wideevents.flush()
+    burst("before", 10)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # a tiny disk
+    for _ in range(3):
+        burst("full", 100)       # each flush is ~40 kB: every write fails
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space is back
+    burst("after", 10)
+    stats = wideevents.stats()
+    print(stats["emitted"], stats.get("store_write_errors", 0), stats.get("events_lost_errors", 0))
+"""
+
+
+def test_full_disk_is_counted_logged_once_and_writing_resumes(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    done = _run(RLIMITED, str(db), env={"WIDEEVENTS_INGEST_INTERVAL": "0"})
+    assert done.returncode == 0, done.stderr
+    emitted, write_errors, lost = map(int, done.stdout.split())
+    assert emitted == 320
+    assert write_errors == 3
+    assert lost == 300
+    assert done.stderr.count("store_write failed") == 1  # logged once
+    ingest_store(db)
+    rows = dict(query(db, "SELECT tag, count(*) FROM events GROUP BY tag"))
+    assert rows == {"before": 10, "after": 10}
+
+
+FORKING = """
+    import os, sys, wideevents
+    wideevents.configure("preload", sinks=f"duckdb:{sys.argv[1]}")
+    with wideevents.event("master"):
+        pass
+    children = []
+    for w in range(3):
+        pid = os.fork()
+        if pid == 0:
+            for i in range(300):
+                with wideevents.event("request", worker=w, i=i):
+                    pass
+            wideevents.flush()
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    wideevents.flush()
+"""
+
+
+def test_forked_workers_events_arrive(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    done = _run(FORKING, str(db), env={"WIDEEVENTS_INGEST_INTERVAL": "0"})
+    assert done.returncode == 0, done.stderr
+    ingest_store(db)
+    assert query(
+        db,
+        'SELECT name, count(*), count(DISTINCT "process.pid") FROM events '
+        "GROUP BY name ORDER BY name",
+    ) == [("master", 1, 1), ("request", 900, 3)]
+
+
+def test_the_app_starts_an_ingester_process_on_its_own(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    wideevents.configure("svc", sinks=[DuckDBSink(db, ingest_interval=0.01)], flush_interval=0.05)
+    with event("op"):
+        pass
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                if query(db, "SELECT count(*) FROM events") == [(1,)]:
+                    break
+            except duckdb.Error:
+                pass
+        time.sleep(0.1)
+    assert query(db, "SELECT count(*) FROM events") == [(1,)]
