@@ -1,0 +1,209 @@
+"""From the strings a person types to the query model, with errors that point at the token.
+
+status >= 500                    route = "/api/v1/orders/{id}"     user.id in (1, 2, 3)
+error.message contains timeout   `odd field name` exists           p99(duration_ms)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import CALC_OPS, FILTER_OPS, LIST_OPS, UNARY_OPS, Calc, Filter, Having, Order
+
+
+class QueryError(ValueError):
+    """A malformed expression; ``str()`` shows the text with a caret under the bad token."""
+
+    def __init__(
+        self, message: str, text: str = "", position: int | None = None, width: int = 1
+    ) -> None:
+        self.message = message
+        self.text = text
+        self.position = position
+        self.width = max(1, width)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if self.position is None or not self.text:
+            return self.message
+        caret = " " * (self.position + 2) + "^" * self.width
+        return f"{self.message}\n  {self.text}\n{caret}"
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # "word", "str", "ident", "op", "(", ")", ","
+    text: str
+    pos: int
+    end: int
+
+
+_SYMBOLS = (">=", "<=", "!=", "=", ">", "<")
+_STOP = set(" \t\n\"'`(),=<>")
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+            continue
+        if c in "\"'`":
+            j, out = i + 1, []
+            while j < n and text[j] != c:
+                if text[j] == "\\" and j + 1 < n:
+                    j += 1
+                out.append(text[j])
+                j += 1
+            if j >= n:
+                raise QueryError("unclosed quote", text, i)
+            tokens.append(Token("ident" if c == "`" else "str", "".join(out), i, j + 1))
+            i = j + 1
+            continue
+        if c in "(),":
+            tokens.append(Token(c, c, i, i + 1))
+            i += 1
+            continue
+        sym = next((s for s in _SYMBOLS if text.startswith(s, i)), None)
+        if sym is not None:
+            tokens.append(Token("op", sym, i, i + len(sym)))
+            i += len(sym)
+            continue
+        j = i
+        while j < n and text[j] not in _STOP and not text.startswith("!=", j):
+            j += 1
+        tokens.append(Token("word", text[i:j], i, j))
+        i = j
+    return tokens
+
+
+def _field(tok: Token | None, text: str, what: str = "a field name") -> str:
+    if tok is None:
+        raise QueryError(f"expected {what}", text, len(text))
+    if tok.kind not in ("word", "ident", "str"):
+        raise QueryError(f"expected {what}, found {tok.text!r}", text, tok.pos, tok.end - tok.pos)
+    return tok.text
+
+
+def parse_filter(text: str) -> Filter:
+    """``FIELD OP VALUE``; ``FIELD exists``; ``FIELD in (A, B)``."""
+    tokens = tokenize(text)
+    if not tokens:
+        raise QueryError("empty filter: write FIELD OP VALUE, for example 'status >= 500'")
+    field = _field(tokens[0], text)
+    if len(tokens) < 2:
+        raise QueryError(
+            f"expected an operator after {field!r} ({' '.join(FILTER_OPS)})", text, len(text)
+        )
+    op_tok = tokens[1]
+    op = op_tok.text.lower() if op_tok.kind in ("word", "op") else ""
+    if op not in FILTER_OPS:
+        raise QueryError(
+            f"unknown operator {op_tok.text!r}: use one of {' '.join(FILTER_OPS)}",
+            text,
+            op_tok.pos,
+            op_tok.end - op_tok.pos,
+        )
+    rest = tokens[2:]
+    if op in UNARY_OPS:
+        if rest:
+            raise QueryError(f"{op!r} takes no value", text, rest[0].pos, rest[0].end - rest[0].pos)
+        return Filter(field, op)
+    if op in LIST_OPS:
+        return Filter(field, op, tuple(_value_list(rest, text)))
+    if not rest:
+        raise QueryError(f"expected a value after {op!r}", text, len(text))
+    value = rest[0]
+    if value.kind not in ("word", "str"):
+        raise QueryError(f"expected a value, found {value.text!r}", text, value.pos)
+    if len(rest) > 1:
+        extra = rest[1]
+        raise QueryError(
+            f"unexpected {extra.text!r} after the value: quote a value that has spaces",
+            text,
+            extra.pos,
+            extra.end - extra.pos,
+        )
+    return Filter(field, op, (value.text,))
+
+
+def _value_list(tokens: list[Token], text: str) -> list[str]:
+    if not tokens or tokens[0].kind != "(":
+        pos = tokens[0].pos if tokens else len(text)
+        raise QueryError("expected a list in parentheses, for example (200, 204)", text, pos)
+    values: list[str] = []
+    expect_value = True
+    for tok in tokens[1:]:
+        if tok.kind == ")":
+            if expect_value and values:
+                raise QueryError("expected a value before ')'", text, tok.pos)
+            if tok is not tokens[-1]:
+                nxt = tokens[tokens.index(tok) + 1]
+                raise QueryError(f"unexpected {nxt.text!r} after the list", text, nxt.pos)
+            if not values:
+                raise QueryError("the list is empty", text, tok.pos)
+            return values
+        if expect_value:
+            if tok.kind not in ("word", "str"):
+                raise QueryError(f"expected a value, found {tok.text!r}", text, tok.pos)
+            values.append(tok.text)
+            expect_value = False
+        else:
+            if tok.kind != ",":
+                raise QueryError(f"expected ',' or ')', found {tok.text!r}", text, tok.pos)
+            expect_value = True
+    raise QueryError("unclosed '(' in the list", text, tokens[0].pos)
+
+
+def parse_calc(text: str) -> Calc:
+    """``count``, ``count_distinct(F)``, ``sum|avg|min|max(F)``, ``p50…p999(F)``, ``heatmap(F)``."""
+    tokens = tokenize(text)
+    if not tokens or tokens[0].kind != "word":
+        raise QueryError(f"expected a calculation ({', '.join(CALC_OPS)})", text, 0)
+    op = tokens[0].text.lower()
+    if op not in CALC_OPS:
+        raise QueryError(
+            f"unknown calculation {tokens[0].text!r}: use one of {', '.join(CALC_OPS)}",
+            text,
+            tokens[0].pos,
+            tokens[0].end - tokens[0].pos,
+        )
+    rest = tokens[1:]
+    if op == "count":
+        if rest and not (len(rest) == 2 and rest[0].kind == "(" and rest[1].kind == ")"):
+            raise QueryError("count takes no field", text, rest[0].pos)
+        return Calc("count")
+    if len(rest) != 3 or rest[0].kind != "(" or rest[2].kind != ")":
+        pos = rest[0].pos if rest else len(text)
+        raise QueryError(f"write {op}(FIELD)", text, pos)
+    return Calc(op, _field(rest[1], text))
+
+
+def parse_having(text: str) -> Having:
+    """``CALC OP NUMBER``, for example ``count > 100`` or ``p99(duration_ms) >= 1000``."""
+    tokens = tokenize(text)
+    ops = [i for i, t in enumerate(tokens) if t.kind == "op"]
+    if len(ops) != 1:
+        raise QueryError("write CALC OP NUMBER, for example 'count > 100'", text, 0)
+    i = ops[0]
+    calc_text = text[: tokens[i].pos].strip()
+    calc = parse_calc(calc_text)
+    if len(tokens) != i + 2 or tokens[i + 1].kind != "word":
+        raise QueryError("expected a number", text, tokens[i].end)
+    try:
+        value = float(tokens[i + 1].text)
+    except ValueError:
+        raise QueryError("expected a number", text, tokens[i + 1].pos) from None
+    return Having(calc, tokens[i].text, value)
+
+
+def parse_order(text: str) -> Order:
+    """``KEY [asc|desc]`` where KEY is a calculation as written or a group-by field."""
+    parts = text.strip().rsplit(None, 1)
+    if len(parts) == 2 and parts[1].lower() in ("asc", "desc"):
+        return Order(parts[0].strip(), parts[1].lower() == "desc")
+    if not text.strip():
+        raise QueryError("empty order: write KEY [asc|desc]")
+    return Order(text.strip(), True)
