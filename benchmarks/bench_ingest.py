@@ -406,6 +406,7 @@ def measure_ingester(n: int, db: Path, startup: IngestRun) -> IngestResult:
 @dataclass
 class ColumnSize:
     name: str
+    type: str
     bytes: int
     segments: int
     compressions: str
@@ -420,6 +421,7 @@ class DiskResult:
     used_blocks: int
     free_blocks: int
     columns: list[ColumnSize]
+    isolated: dict[str, int]  # column name: bytes when stored alone, for the top columns
     json_db_bytes: int
     json_load_wall: float
     json_compressions: str
@@ -476,27 +478,64 @@ def column_sizes(con: duckdb.DuckDBPyConnection, table: str, block_size: int) ->
                    string_agg(DISTINCT compression, ',' ORDER BY compression) AS compressions
             FROM pragma_storage_info({_literal(table)}) GROUP BY ALL
         )
-        SELECT a.column_name, coalesce(s.bytes, 0), a.segments, a.compressions
-        FROM all_columns a LEFT JOIN
-             (SELECT column_name, sum(est)::BIGINT AS bytes FROM sized
-              WHERE tbl = {_literal(table)} GROUP BY ALL) s USING (column_name)
-        ORDER BY 2 DESC, 1
+        SELECT a.column_name, c.data_type, coalesce(s.bytes, 0), a.segments, a.compressions
+        FROM all_columns a
+        LEFT JOIN (SELECT column_name, sum(est)::BIGINT AS bytes FROM sized
+                   WHERE tbl = {_literal(table)} GROUP BY ALL) s USING (column_name)
+        LEFT JOIN (SELECT column_name, data_type FROM duckdb_columns()
+                   WHERE database_name = current_database()
+                     AND table_name = {_literal(table)}) c USING (column_name)
+        ORDER BY 3 DESC, 1
         """
     ).fetchall()
-    return [ColumnSize(str(c), int(b), int(s), str(k)) for c, b, s, k in rows]
+    return [
+        ColumnSize(str(c), str(t).replace(" WITH TIME ZONE", "TZ"), int(b), int(s), str(k))
+        for c, t, b, s, k in rows
+    ]
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _database_size(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+def _database_size(
+    con: duckdb.DuckDBPyConnection, database: str | None = None
+) -> tuple[int, int, int]:
+    """(block size, used blocks, free blocks) of *database* (default: the current one)."""
+    where = "current_database()" if database is None else _literal(database)
     row = con.execute(
         "SELECT block_size, used_blocks, free_blocks FROM pragma_database_size() "
-        "WHERE database_name = current_database()"
+        f"WHERE database_name = {where}"
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1]), int(row[2])
+
+
+def isolated_sizes(
+    con: duckdb.DuckDBPyConnection, table: str, names: list[str], tmp: Path
+) -> dict[str, int]:
+    """Each column copied alone, in table order, into a DuckDB file of its own: the blocks it
+    takes beyond an empty table's (exact to one block; checks the offset-gap estimate)."""
+    from wideevents.store.schema import quote_ident
+
+    out: dict[str, int] = {}
+    for i, name in enumerate(names):
+        path = tmp / f"column-{i}.duckdb"
+        con.execute(f"ATTACH {_literal(str(path))} AS iso")
+        try:
+            column = quote_ident(name)
+            con.execute(f"CREATE TABLE iso.empty AS SELECT {column} FROM {table} LIMIT 0")
+            con.execute("CHECKPOINT iso")
+            block_size, empty, _ = _database_size(con, "iso")
+            con.execute(f"CREATE TABLE iso.t AS SELECT {column} FROM {table}")
+            con.execute("CHECKPOINT iso")
+            _, full, _ = _database_size(con, "iso")
+        finally:
+            con.execute("DETACH iso")
+        for leftover in (path, Path(str(path) + ".wal")):
+            leftover.unlink(missing_ok=True)
+        out[name] = (full - empty) * block_size
+    return out
 
 
 def load_json_column(files: list[Path], path: Path) -> tuple[int, float, str]:
@@ -534,6 +573,8 @@ def measure_disk(db: Path, copies: list[Path], tmp: Path) -> DiskResult:
             con.execute("CHECKPOINT")
             block_size, used, free = _database_size(con)
             columns = column_sizes(con, EVENTS, block_size)
+            top = [c.name for c in columns[:TOP_COLUMNS]]
+            isolated = isolated_sizes(con, EVENTS, top, tmp)
         finally:
             con.close()
     json_bytes, json_wall, json_compressions = load_json_column(copies, tmp / "json.duckdb")
@@ -545,6 +586,7 @@ def measure_disk(db: Path, copies: list[Path], tmp: Path) -> DiskResult:
         used_blocks=used,
         free_blocks=free,
         columns=columns,
+        isolated=isolated,
         json_db_bytes=json_bytes,
         json_load_wall=json_wall,
         json_compressions=json_compressions,
@@ -684,18 +726,28 @@ def print_disk(n: int, disk: DiskResult) -> None:
         f"{estimated / n:.1f} bytes/event = {estimated / max(disk.db_bytes, 1) * 100:.0f}% "
         "of the file):"
     )
-    head = f"  {'column':<28} {'bytes/event':>11} {'share':>6} {'segments':>8}  compression"
+    head = (
+        f"  {'column':<28} {'type':<11} {'bytes/event':>11} {'share':>6} {'alone':>6} "
+        f"{'segments':>8}  compression"
+    )
     print(head)
     for c in disk.columns:
+        alone = disk.isolated.get(c.name)
         print(
-            f"  {c.name:<28} {c.bytes / n:>11.2f} {c.bytes / max(estimated, 1) * 100:>5.1f}% "
-            f"{c.segments:>8}  {c.compressions}"
+            f"  {c.name:<28} {c.type:<11} {c.bytes / n:>11.2f} "
+            f"{c.bytes / max(estimated, 1) * 100:>5.1f}% "
+            f"{'' if alone is None else f'{alone / n:.2f}':>6} {c.segments:>8}  {c.compressions}"
         )
+    print(
+        "  (bytes/event: segment start offsets, the last segment of a block counted to the "
+        "block's end; alone: the column copied into a file of its own, to one block)"
+    )
     top = disk.columns[:TOP_COLUMNS]
     print(
         f"top {len(top)}: "
         + ", ".join(f"{c.name} {c.bytes / n:.1f}" for c in top)
         + f" = {sum(c.bytes for c in top) / n:.1f} bytes/event"
+        + f" (alone: {sum(disk.isolated.values()) / n:.1f})"
     )
 
 
@@ -857,7 +909,13 @@ def main(argv: list[str] | None = None) -> int:
                         "block_size": disk.block_size,
                         "columns": {
                             c.name: {
+                                "type": c.type,
                                 "bytes_per_event": round(c.bytes / n, 3),
+                                "alone_bytes_per_event": (
+                                    round(disk.isolated[c.name] / n, 3)
+                                    if c.name in disk.isolated
+                                    else None
+                                ),
                                 "segments": c.segments,
                                 "compression": c.compressions,
                             }

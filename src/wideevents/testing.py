@@ -17,10 +17,13 @@ whole test (``pip install wideevents`` registers it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
+from . import _event as _event_module
 from ._client import DEFAULT, WideEvents
 from ._config import build_config
 from ._event import Event
@@ -29,7 +32,7 @@ from ._redact import Redaction
 from .sampling import Rule
 from .sinks import MemorySink
 
-__all__ = ["CapturedEvents", "capture"]
+__all__ = ["CapturedEvents", "SimulatedClock", "capture", "simulated_clock"]
 
 
 class CapturedEvents(list[dict[str, Any]]):
@@ -81,3 +84,42 @@ def capture(
         # Events opened inside the block and still open go where the client now sends them.
         pipeline.submit = client._submit  # type: ignore[method-assign]
         pipeline.shutdown()
+
+
+class SimulatedClock:
+    """A clock you move by hand; events read it for their start, end and duration."""
+
+    def __init__(self, start: datetime) -> None:
+        # Event clocks are perf_counter readings; the pipeline maps them to wall time with the
+        # current offset, so a reading shifted by (start - now) lands at *start*.
+        self._t = time.perf_counter() + (start - datetime.now(timezone.utc)).total_seconds()
+
+    def __call__(self) -> float:
+        return self._t
+
+    def advance(self, ms: float) -> None:
+        """Move forward by *ms* milliseconds."""
+        self._t += ms / 1000.0
+
+    def set(self, when: datetime) -> None:
+        """Jump to *when* (a timezone-aware datetime)."""
+        self._t = time.perf_counter() + (when - datetime.now(timezone.utc)).total_seconds()
+
+
+@contextmanager
+def simulated_clock(start: datetime | None = None) -> Iterator[SimulatedClock]:
+    """Events started inside get their times from a :class:`SimulatedClock`.
+
+    For tests of duration-based logic and for generating realistic history without waiting::
+
+        with simulated_clock(datetime(2026, 1, 1, tzinfo=timezone.utc)) as clock:
+            with event("job"):
+                clock.advance(1500)          # this job took 1.5 s
+    """
+    clock = SimulatedClock(start or datetime.now(timezone.utc))
+    previous = _event_module._clock
+    _event_module._clock = clock
+    try:
+        yield clock
+    finally:
+        _event_module._clock = previous

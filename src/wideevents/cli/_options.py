@@ -50,3 +50,101 @@ class DurationType(_ParamType):
 
 
 DURATION = DurationType()
+
+
+class BadInput(click.ClickException):
+    """A malformed flag or expression: ``Error: …`` and exit 2, never a traceback."""
+
+    exit_code = 2
+
+
+def handle_errors(func: F) -> F:
+    """Library errors become ``Error: …``: exit 2 for bad input, 1 for runtime failures."""
+    import functools
+
+    import duckdb
+
+    from ..query.parse import QueryError
+    from ..store.paths import StoreLocked
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except QueryError as exc:
+            raise BadInput(str(exc)) from None
+        except (StoreLocked, duckdb.Error, OSError, RuntimeError) as exc:
+            raise click.ClickException(str(exc).strip()) from None
+
+    return run  # type: ignore[return-value]
+
+
+def format_option(func: F) -> F:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json", "csv"]),
+        default="table",
+        show_default=True,
+        help="json: a JSON array of objects and nothing else.",
+    )(func)
+
+
+def where_option(func: F) -> F:
+    return click.option(
+        "--where",
+        "-w",
+        "where",
+        multiple=True,
+        metavar="EXPR",
+        help="FIELD OP VALUE, repeatable (ANDed). OP: = != > >= < <= contains !contains "
+        "starts-with in not-in exists !exists. Example: 'http.response.status_code >= 500'.",
+    )(func)
+
+
+def time_options(func: F) -> F:
+    func = click.option(
+        "--to", "end", default=None, metavar="TIME", help="Only events before this ISO time."
+    )(func)
+    func = click.option(
+        "--from", "start", default=None, metavar="TIME", help="Only events from this ISO time on."
+    )(func)
+    return click.option("--since", type=DURATION, default=None, help="Only the last 15m, 1h, 7d …")(
+        func
+    )
+
+
+def parse_time(since: timedelta | None, start: str | None, end: str | None) -> Any:
+    from datetime import datetime, timezone
+
+    from ..query.model import TimeRange
+
+    def when(text: str | None, flag: str) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadInput(
+                f"{flag} {text!r} is not an ISO time such as 2026-11-26T08:00Z"
+            ) from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+    return TimeRange(since=since, start=when(start, "--from"), end=when(end, "--to"))
+
+
+def parse_wheres(where: tuple[str, ...]) -> list[Any]:
+    from ..query.parse import parse_filter
+
+    return [parse_filter(w) for w in where]
+
+
+def shell(args: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def with_db(args: list[str], db: str) -> list[str]:
+    """Add ``--db`` to a suggested command unless it is the default store."""
+    return args if db == default_db_path() else [*args, "--db", db]

@@ -11,7 +11,7 @@ Strings, booleans and numbers with few distinct values (status codes, shard ids)
 value by value, other numbers on the baseline's decile bins, a missing value as ``(missing)``.
 A field's score is the largest gap, in share of events, between selection and baseline for
 one of its values (0 … 1): a value that makes up 90% of the slow requests but 10% of the rest
-scores 0.8. Near-unique fields (ids) are listed last with score 0: every value is rare on
+scores 0.8. Near-unique text fields (ids) are listed last with score 0: every value is rare on
 both sides, so they cannot explain a difference. The fields that define the selection are
 reported apart (``in_selection``): they differ by construction.
 """
@@ -76,7 +76,8 @@ def breakdown(
     demoted: list[str] = []
     for c in fields:
         d = int(distinct[c] or 0)
-        if n and d > 1000 and d > NEAR_UNIQUE * n and c not in in_selection:
+        looks_like_id = bool(n) and d > 1000 and d > NEAR_UNIQUE * n
+        if looks_like_id and c not in numeric and c not in in_selection:
             demoted.append(c)
             continue
         col = quote_ident(c)
