@@ -186,6 +186,8 @@ def demo(db: str, requests: int, yes: bool) -> None:
             "p99(duration_ms)",
             "-c",
             "count_distinct(user.id)",
+            "--where",
+            "http.route exists",
             "-g",
             "http.route",
             "--since",
