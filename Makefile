@@ -35,7 +35,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_hot_path.py
 
 demo: install
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/wideevents demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
