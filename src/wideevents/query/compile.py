@@ -87,7 +87,7 @@ def where_sql(
 def _agg_sql(calc: Calc, schema: Schema, params: list[Any], heat: list[float] | None) -> str:
     """One calculation over the CTE ``f``: fields renamed ``f<k>``, the weight ``__w``."""
     if calc.op == "count":
-        return "sum(__w)::BIGINT"
+        return "coalesce(sum(__w), 0)::BIGINT"
     assert calc.field is not None
     column = schema.resolve(calc.field)
     col = _fcol(column)
@@ -170,6 +170,7 @@ def compile_query(
             agg_cols.append(f"{_agg_sql(calc, schema, agg_params, heat)} AS c{i}")
         keys.append(calc.label)
     group_by = f" GROUP BY {', '.join(gkeys)}" if gkeys else ""
+    agg_cols.append("count(*) AS __n")  # never an empty select list
     sql += f", a AS (SELECT {', '.join(agg_cols)} FROM f{group_by})"
     params += agg_params
     out = [f"a.{g}" for g in gkeys]
