@@ -250,7 +250,8 @@ QUERIER = """
 
 def test_many_writer_processes_while_another_process_queries(tmp_path: Path) -> None:
     db = tmp_path / "shared.duckdb"
-    env = {"WIDEEVENTS_INGEST_INTERVAL": "0.5"}  # the writers' own ingesters join the fight
+    # The writers' own ingesters join the fight:
+    env = {"WIDEEVENTS_INGEST_INTERVAL": "0.5", "WIDEEVENTS_INGEST_AGE": "0"}
     querier = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(QUERIER), str(db), "6"],
         stdout=subprocess.PIPE,
@@ -452,7 +453,9 @@ def test_forked_workers_events_arrive(tmp_path: Path) -> None:
 
 def test_the_app_starts_an_ingester_process_on_its_own(tmp_path: Path) -> None:
     db = tmp_path / "ev.duckdb"
-    wideevents.configure("svc", sinks=[DuckDBSink(db, ingest_interval=0.01)], flush_interval=0.05)
+    sink = DuckDBSink(db, ingest_interval=0.01)
+    sink.ingest_age = 0.0  # do not wait for a big batch
+    wideevents.configure("svc", sinks=[sink], flush_interval=0.05)
     with event("op"):
         pass
     deadline = time.monotonic() + 30

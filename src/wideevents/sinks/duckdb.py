@@ -1,10 +1,11 @@
 """The default sink: events into the embedded DuckDB store, without the app opening DuckDB.
 
 The app's worker appends JSON lines to its own spool segment (see ``wideevents.store.spool``)
-and seals it every flush interval. Every ``ingest_interval`` seconds, when sealed segments are
-waiting, it starts ``python -m wideevents.store.ingest`` as a separate process (one at a time;
-the ingester exits at once if another holds the store), so DuckDB's CPU, memory and file lock
-never land in the app's process. ``wideevents ingest --follow`` and every CLI query ingest too.
+and seals it every flush interval. Every ``ingest_interval`` seconds, when 32 MiB of sealed
+segments are waiting or the oldest is a minute old, it starts ``python -m
+wideevents.store.ingest`` as a separate process on one thread (one at a time; the ingester
+exits at once if another holds the store), so DuckDB's CPU, memory and file lock never land
+in the app's process. ``wideevents ingest --follow`` and every CLI query ingest too.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ from ..store.paths import StorePaths, default_db_path
 from ..store.spool import SEALED_SUFFIX, SpoolWriter
 from ._base import Batch, Sink
 
+INGEST_BYTES = 32 << 20  # about 40k wide events
+
 
 class DuckDBSink(Sink):
     """Events into the DuckDB file at *path* (default ``WIDEEVENTS_DB`` or
     ``./wideevents.duckdb``).
 
     ``ingest_interval``: seconds between background ingester runs; 0 turns them off (run
-    ``wideevents ingest --follow`` instead). ``WIDEEVENTS_INGEST_INTERVAL`` sets the default.
+    ``wideevents ingest --follow`` instead). ``WIDEEVENTS_INGEST_INTERVAL`` sets the default;
+    ``WIDEEVENTS_INGEST_AGE`` (default 60) is how old the oldest waiting segment may get
+    before a run starts with less than 32 MiB waiting.
     """
 
     def __init__(
@@ -36,6 +41,7 @@ class DuckDBSink(Sink):
         if ingest_interval is None:
             ingest_interval = float(os.environ.get("WIDEEVENTS_INGEST_INTERVAL", "5"))
         self.ingest_interval = ingest_interval
+        self.ingest_age = float(os.environ.get("WIDEEVENTS_INGEST_AGE", "60"))
         self._last_ingest = time.monotonic()
         self._ingester: subprocess.Popen[bytes] | None = None
 
@@ -63,7 +69,7 @@ class DuckDBSink(Sink):
             return
         self._last_ingest = now
         try:
-            if not any(n.endswith(SEALED_SUFFIX) for n in os.listdir(self.paths.spool)):
+            if not self._worth_ingesting():
                 return
             self._ingester = subprocess.Popen(
                 [
@@ -82,6 +88,20 @@ class DuckDBSink(Sink):
             )
         except OSError as exc:
             _internal.report("ingest_start", exc, reraise=False)
+
+    def _worth_ingesting(self) -> bool:
+        # Every ingest commits a partly filled row group that the next one rewrites: wait
+        # until a good batch is waiting, or until the oldest segment is a minute old.
+        waiting = 0
+        oldest = time.time()
+        for entry in os.scandir(self.paths.spool):
+            if entry.name.endswith(SEALED_SUFFIX):
+                st = entry.stat()
+                waiting += st.st_size
+                oldest = min(oldest, st.st_mtime)
+        if not waiting:
+            return False
+        return waiting >= INGEST_BYTES or time.time() - oldest >= self.ingest_age
 
     def shutdown(self, timeout: float | None = None) -> None:
         self.writer.seal()

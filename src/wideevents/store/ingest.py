@@ -283,15 +283,23 @@ def ingest(
 
 
 def ingest_store(
-    db: str | os.PathLike[str] | None = None, *, lock_timeout: float | None = 30.0
+    db: str | os.PathLike[str] | None = None,
+    *,
+    lock_timeout: float | None = 30.0,
+    threads: int | None = None,
 ) -> IngestResult | None:
-    """Open the store under its lock and ingest; None when ``lock_timeout=0`` and it is busy."""
+    """Open the store under its lock and ingest; None when ``lock_timeout=0`` and it is busy.
+
+    ``threads=1`` keeps a background ingester on one core, off the app's other cores.
+    """
     paths = StorePaths.for_db(db)
     with paths.lock(exclusive=True, timeout=lock_timeout) as held:
         if not held:
             return None
         con = connect(paths)
         try:
+            if threads is not None:
+                con.execute(f"SET threads = {int(threads)}")
             return ingest(con, paths)
         finally:
             con.close()
@@ -303,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--if-free", action="store_true", help="exit at once if the store is busy")
     args = parser.parse_args(argv)
     os.umask(0o077)
-    result = ingest_store(args.db, lock_timeout=0 if args.if_free else 30.0)
+    result = ingest_store(args.db, lock_timeout=0 if args.if_free else 30.0, threads=1)
     if result is not None and result.bad:
         print(
             f"wideevents: unreadable segments set aside: {', '.join(result.bad)}", file=sys.stderr
