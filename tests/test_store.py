@@ -468,3 +468,61 @@ def test_the_app_starts_an_ingester_process_on_its_own(tmp_path: Path) -> None:
                 pass
         time.sleep(0.1)
     assert query(db, "SELECT count(*) FROM events") == [(1,)]
+
+
+def test_types_come_from_the_writers_sidecar_not_a_second_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    from wideevents.store import ingest as ingest_module
+
+    def no_detection(*args: Any) -> None:
+        raise AssertionError("type detection ran although every segment had its sidecar")
+
+    monkeypatch.setattr(ingest_module, "_detect", no_detection)
+    db = tmp_path / "ev.duckdb"
+    configure_store(db)
+    when = dt.datetime(2026, 5, 4, 3, 2, 1, tzinfo=dt.timezone.utc)
+    for i in range(50):
+        value: Any = i if i < 49 else 2.5  # one float among ints: the column must be DOUBLE
+        with event("op", v=value, flag=i % 2 == 0, when=when, tags=["a"], **{"odd key": "x"}):
+            pass
+    wideevents.flush()
+    spool = StorePaths.for_db(db).spool
+    assert len(list(spool.glob("*.types"))) == len(list(spool.glob("*.jsonl"))) >= 1
+    assert ingest_store(db).rows == 50  # type: ignore[union-attr]
+    assert list(spool.glob("*.types")) == []
+    types = dict(
+        query(
+            db,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'events'",
+        )
+    )
+    assert types["v"] == "DOUBLE" and types["flag"] == "BOOLEAN"
+    assert types["when"] == "TIMESTAMP WITH TIME ZONE" and types["tags"] == "JSON"
+    assert query(db, "SELECT max(v), count(*) FILTER (WHERE v = 2.5) FROM events") == [(48.0, 1)]
+
+
+def test_values_of_unknown_classes_fall_back_to_detection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import enum
+
+    from wideevents.store import ingest as ingest_module
+
+    class Level(enum.IntEnum):
+        LOW = 1
+
+    calls = []
+    real = ingest_module._detect
+    monkeypatch.setattr(ingest_module, "_detect", lambda *a: calls.append(1) or real(*a))
+    db = tmp_path / "ev.duckdb"
+    configure_store(db)
+    with event("op", level=Level.LOW):
+        pass
+    wideevents.flush()
+    ingest_store(db)
+    assert calls == [1]
+    assert query(db, "SELECT level FROM events") == [(1,)]

@@ -50,7 +50,7 @@ class DuckDBSink(Sink):
         return str(self.paths.db)
 
     def export(self, batch: Batch) -> None:
-        self.writer.write(batch.lines)
+        self.writer.write(batch.lines, batch.records)
 
     def flush(self, timeout: float | None = None) -> bool:
         self.writer.seal()

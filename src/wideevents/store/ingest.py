@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import duckdb
+import orjson
 
 from .paths import StorePaths, private_umask
 from .schema import (
@@ -33,8 +34,9 @@ from .schema import (
     quote_ident,
     quote_literal,
     store_type,
+    types_from_python,
 )
-from .spool import OPEN_SUFFIX, SEALED_SUFFIX
+from .spool import OPEN_SUFFIX, SEALED_SUFFIX, TYPES_SUFFIX
 
 BATCH_FILES = 512
 BATCH_BYTES = 256 << 20
@@ -199,7 +201,51 @@ def _detect(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dict[str, str 
     return {name: store_type(typ) for name, typ, *_ in rows}
 
 
+def _types_path(segment: Path) -> Path:
+    return segment.with_name(segment.name[: -len(SEALED_SUFFIX)] + TYPES_SUFFIX)
+
+
+def _sidecar_types(files: list[Path]) -> dict[str, str | None] | None:
+    """Each field's store type from the writers' sidecars; None when one is missing or odd."""
+    merged: dict[str, list[str]] = {}
+    for f in files:
+        try:
+            data = orjson.loads(_types_path(f).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        for key, names in data.items():
+            merged.setdefault(key, []).extend(names)
+    out: dict[str, str | None] = {}
+    for key, names in merged.items():
+        known, typ = types_from_python(names)
+        if not known:
+            return None
+        out[key] = typ
+    return out
+
+
+def _remove(segment: Path) -> None:
+    for p in (segment, _types_path(segment)):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
 def _ingest_batch(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
+    """Ingest with the sidecars' types; if the data disagrees, again with DuckDB's detection."""
+    types = _sidecar_types(files)
+    if types is not None:
+        try:
+            return _ingest_typed(con, files, types)
+        except duckdb.Error:
+            pass
+    return _ingest_typed(con, files, None)
+
+
+def _ingest_typed(
+    con: duckdb.DuckDBPyConnection, files: list[Path], types: dict[str, str | None] | None
+) -> int:
     names = [f.name for f in files]
     done = {
         r[0]
@@ -210,11 +256,10 @@ def _ingest_batch(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
     todo = [f for f in files if f.name not in done]
     for f in files:
         if f.name in done:  # ingested before a crash that kept its file
-            with contextlib.suppress(FileNotFoundError):
-                f.unlink()
+            _remove(f)
     if not todo:
         return 0
-    detected = _detect(con, todo)
+    detected = types if types is not None else _detect(con, todo)
     con.execute("BEGIN TRANSACTION")
     try:
         read, add, alter, overflow = plan_columns(table_columns(con), detected)
@@ -224,12 +269,10 @@ def _ingest_batch(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
             con.execute(
                 f"ALTER TABLE {EVENTS} ALTER COLUMN {quote_ident(column)} SET DATA TYPE {typ}"
             )
-        types = dict(read)
-        for name in overflow:
-            types[name] = "JSON"
+        columns = {**read, **dict.fromkeys(overflow, "JSON")}
         spec = (
             "{"
-            + ", ".join(f"{quote_literal(k)}: {quote_literal(v)}" for k, v in types.items())
+            + ", ".join(f"{quote_literal(k)}: {quote_literal(v)}" for k, v in columns.items())
             + "}"
         )
         select = [quote_ident(c) for c in read]
@@ -249,8 +292,7 @@ def _ingest_batch(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
         con.execute("ROLLBACK")
         raise
     for f in todo:
-        with contextlib.suppress(FileNotFoundError):
-            f.unlink()
+        _remove(f)
     return int(count)
 
 
@@ -278,6 +320,8 @@ def ingest(
                     bad = f.with_name(f.name + ".bad")
                     with contextlib.suppress(FileNotFoundError):
                         os.rename(f, bad)
+                    with contextlib.suppress(FileNotFoundError):
+                        _types_path(f).unlink()
                     result.bad.append(bad.name)
     return result
 

@@ -74,6 +74,37 @@ def store_type(detected: str) -> str | None:
     return "VARCHAR"  # VARCHAR, DATE, TIME, UUID, anything else: as text
 
 
+# The JSON a Python value becomes (orjson, see the pipeline) and the column that holds it.
+_PYTHON_TYPES: dict[str, str | None] = {
+    "NoneType": None,
+    "bool": "BOOLEAN",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "str": "VARCHAR",
+    "dict": "JSON",
+    "list": "JSON",
+    "tuple": "JSON",
+    "set": "JSON",
+    "frozenset": "JSON",
+    "datetime.datetime": "TIMESTAMPTZ",
+    "datetime.date": "VARCHAR",
+    "datetime.time": "VARCHAR",
+    "uuid.UUID": "VARCHAR",
+    "decimal.Decimal": "VARCHAR",
+    "bytes": "VARCHAR",
+}
+
+
+def types_from_python(names: list[str]) -> tuple[bool, str | None]:
+    """(known, store type) for the Python types one field had in a segment."""
+    result: str | None = None
+    for name in names:
+        if name not in _PYTHON_TYPES:
+            return False, None  # an object orjson may render as anything: let DuckDB look
+        result = widen(result, _PYTHON_TYPES[name])
+    return True, result
+
+
 def widen(old: str | None, new: str | None) -> str | None:
     """The narrowest type that holds values of both types."""
     if old is None:

@@ -2,9 +2,14 @@
 
 A segment is ``<host>-<pid>-<start µs>-<seq>.jsonl.open`` while its process writes it and is
 sealed by a rename to ``….jsonl`` at every flush (once a second by default) or when it grows
-past a size limit. Each export is one ``write`` of whole lines; when a write fails (disk full,
-file size limit) the segment is cut back to its last whole line, the batch is counted as lost
-and the next export starts a new segment, so a sealed segment only ever holds whole lines.
+past a size limit. Just before, a ``….types`` sidecar is written: for every field in the
+segment, the Python types its values had. With it the ingester knows each column's type
+without reading every line twice; a segment without one (its writer was killed) is read
+with DuckDB's type detection instead.
+
+Each export is one ``write`` of whole lines; when a write fails (disk full, file size limit)
+the segment is cut back to its last whole line, the batch is counted as lost and the next
+export starts a new segment, so a sealed segment only ever holds whole lines.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from .. import _internal
 from .paths import StorePaths
@@ -20,6 +28,13 @@ from .paths import StorePaths
 SEGMENT_BYTES = 64 << 20
 OPEN_SUFFIX = ".jsonl.open"
 SEALED_SUFFIX = ".jsonl"
+TYPES_SUFFIX = ".types"
+
+Signature = tuple[tuple[str, ...], tuple[type, ...]]
+
+
+def type_name(t: type) -> str:
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 def _host() -> str:
@@ -37,6 +52,8 @@ class SpoolWriter:
         self._path: Path | None = None
         self._size = 0
         self._seq = 0
+        self._signatures: set[Signature] = set()
+        self._untyped = False
         self.lines_lost = 0
 
     def _open(self) -> int:
@@ -48,8 +65,11 @@ class SpoolWriter:
         self._fd, self._path, self._size = fd, path, 0
         return fd
 
-    def write(self, lines: list[bytes]) -> None:
-        """Append whole lines; on failure count them as lost and leave no partial line."""
+    def write(self, lines: list[bytes], records: list[dict[str, Any]] | None = None) -> None:
+        """Append whole lines; on failure count them as lost and leave no partial line.
+
+        *records* are the same events as dicts, for the segment's types sidecar.
+        """
         if not lines:
             return
         data = b"".join(lines)
@@ -65,6 +85,12 @@ class SpoolWriter:
             _internal.report("store_write", exc, reraise=False)
             return
         self._size += len(data)
+        if records is None:
+            self._untyped = True
+        else:
+            add = self._signatures.add
+            for r in records:  # one (keys, types) pair per shape of event: a handful per batch
+                add((tuple(r), tuple(map(type, r.values()))))
         if self._size >= self.segment_bytes:
             self.seal()
 
@@ -83,25 +109,44 @@ class SpoolWriter:
     def seal(self) -> None:
         """Close the current segment and make it visible to the ingester."""
         fd, path, size = self._fd, self._path, self._size
+        signatures, untyped = self._signatures, self._untyped
         self._fd, self._path, self._size = None, None, 0
+        self._signatures, self._untyped = set(), False
         if fd is None or path is None:
             return
         try:
             os.close(fd)
         except OSError:
             pass
+        base = path.name[: -len(OPEN_SUFFIX)]
         try:
-            if size:
-                os.rename(path, path.with_name(path.name[: -len(OPEN_SUFFIX)] + SEALED_SUFFIX))
-            else:
+            if not size:
                 os.unlink(path)
+                return
+            if not untyped:
+                self._write_types(path.with_name(base + TYPES_SUFFIX), signatures)
+            os.rename(path, path.with_name(base + SEALED_SUFFIX))
         except OSError as exc:
             _internal.report("store_write", exc, reraise=False)
+
+    @staticmethod
+    def _write_types(path: Path, signatures: set[Signature]) -> None:
+        types: dict[str, set[str]] = {}
+        for keys, classes in signatures:
+            for key, cls in zip(keys, classes, strict=True):
+                types.setdefault(key, set()).add(type_name(cls))
+        data = orjson.dumps({k: sorted(v) for k, v in types.items()})
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
     def forget_after_fork(self) -> None:
         """In a forked child: the segment is the parent's; start a new one on the next write."""
         fd = self._fd
         self._fd, self._path, self._size = None, None, 0
+        self._signatures, self._untyped = set(), False
         if fd is not None:
             try:
                 os.close(fd)
