@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -332,3 +333,30 @@ def test_nan_and_empty_results(shop: str) -> None:
     rows = ok_json("query", "--db", shop, "-c", "avg(duration_ms)", "--where", "status = 404")
     assert rows == [{"avg(duration_ms)": None}]
     assert not math.isnan(0.0)
+
+
+def test_large_sides_are_sampled_and_still_find_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The package re-exports the function under the module's name: fetch the module itself.
+    module = sys.modules["wideevents.query.breakdown"]
+    records = []
+    for i in range(4000):
+        bad = i % 10 == 0
+        records.append(
+            {
+                "build": "bad" if bad else f"good{i % 3}",
+                "region": f"r{i % 4}",
+                "duration_ms": 900.0 + i % 50 if bad else float(i % 200),
+            }
+        )
+    db = str(make_store(tmp_path / "big.duckdb", records))
+    exact = ok_json("breakdown", "--db", db, "--select", "duration_ms >= 800")
+    monkeypatch.setattr(module, "SIDE_ROWS", 300)
+    monkeypatch.setattr(module, "PROFILE_ROWS", 500)
+    sampled = ok_json("breakdown", "--db", db, "--select", "duration_ms >= 800")
+    assert sampled[0]["field"] == exact[0]["field"] == "build"
+    assert sampled[0]["values"][0]["value"] == "bad"
+    assert abs(sampled[0]["score"] - exact[0]["score"]) < 0.05
+    again = ok_json("breakdown", "--db", db, "--select", "duration_ms >= 800")
+    assert again == sampled  # the sample is repeatable
