@@ -37,14 +37,17 @@ MISSING = "(missing)"
 DECILES = [i / 10 for i in range(1, 10)]
 PROFILE_ROWS = 200_000  # rows that decide each field's kind and bins
 SIDE_ROWS = 1_000_000  # rows per side (selection, baseline) that are compared
-SEED = 42  # samples are repeatable: the same store gives the same breakdown
 
 
 def _sample(rows: int, wanted: int) -> str:
-    """A repeatable Bernoulli sample clause keeping about *wanted* of *rows*, or nothing."""
+    """A condition keeping a repeatable random ~*wanted* of *rows* (by a hash of the row id,
+    so the scan skips the others before computing anything), or ``true``."""
     if rows <= wanted:
-        return ""
-    return f" USING SAMPLE {100.0 * wanted / rows:.6f} PERCENT (bernoulli, {SEED})"
+        return "true"
+    return f"__h < {int(_BUCKETS * wanted / rows) + 1}"
+
+
+_BUCKETS = 1 << 20
 
 
 def breakdown(
@@ -72,10 +75,14 @@ def breakdown(
     in_selection = {schema.resolve(f.field) for f in select}
     fields = [c for c, t in schema.columns.items() if c not in SKIP and t != "JSON"]
     numeric = [c for c in fields if schema.is_numeric(c)]
-    base = (
-        f"(SELECT *, coalesce(({sel}), false) AS __sel, coalesce(sample_rate, 1) AS __w "
-        f"FROM {EVENTS} WHERE {where})"
-    )
+
+    def events_sql(tablesample: str = "") -> str:
+        return (
+            f"(SELECT *, coalesce(({sel}), false) AS __sel, coalesce(sample_rate, 1) AS __w, "
+            f"hash(rowid) % {_BUCKETS} AS __h FROM {EVENTS}{tablesample} WHERE {where})"
+        )
+
+    base = events_sql()
     base_params = [*sel_params, *params]
 
     # Sizes of both sides, exactly (one cheap scan).
@@ -95,11 +102,13 @@ def breakdown(
         f"quantile_disc({quote_ident(c)}, {DECILES!r}) FILTER (WHERE NOT __sel OR {n_base} = 0)"
         for c in numeric
     ]
-    row = store._rows(
-        f"SELECT {', '.join(parts)} FROM (SELECT * FROM {base}"
-        f"{_sample(profile_rows, PROFILE_ROWS)})",
-        base_params,
-    )[0]
+    # Whole vectors are skipped at the scan (system sampling): bins and distinct ratios do not
+    # need every row, and this pass reads every column.
+    profile = base
+    if profile_rows > PROFILE_ROWS:
+        pct = 100.0 * PROFILE_ROWS / profile_rows
+        profile = events_sql(f" TABLESAMPLE {pct:.4f}% (system, 42)")
+    row = store._rows(f"SELECT {', '.join(parts)} FROM {profile}", base_params)[0]
     n = int(row[0])
     distinct = dict(zip(fields, row[1 : 1 + len(fields)], strict=True))
     deciles = dict(zip(numeric, row[1 + len(fields) :], strict=True))
@@ -126,12 +135,11 @@ def breakdown(
     totals: dict[str, list[float]] = {c: [0.0, 0.0] for c, _, _ in grouped}
     if grouped:
         values = ", ".join(f"{expr} AS v{i}" for i, (_, expr, _) in enumerate(grouped))
-        sides = (
-            f"SELECT * FROM (SELECT {values}, __sel, __w FROM {base} WHERE __sel)"
-            f"{_sample(n_sel, SIDE_ROWS)} UNION ALL "
-            f"SELECT * FROM (SELECT {values}, __sel, __w FROM {base} WHERE NOT __sel)"
-            f"{_sample(n_base, SIDE_ROWS)}"
+        keep = (
+            f"CASE WHEN __sel THEN {_sample(n_sel, SIDE_ROWS)} "
+            f"ELSE {_sample(n_base, SIDE_ROWS)} END"
         )
+        sides = f"SELECT {values}, __sel, __w FROM {base} WHERE {keep}"
         sets = ", ".join(f"(v{i}, __sel)" for i in range(len(grouped)))
         gid = ", ".join(f"v{i}" for i in range(len(grouped)))
         sql = (
@@ -139,7 +147,7 @@ def breakdown(
             f"FROM ({sides}) GROUP BY GROUPING SETS ({sets})"
         )
         k = len(grouped)
-        for r in store._rows(sql, [*base_params, *base_params]):
+        for r in store._rows(sql, base_params):
             gmask = int(r[0])
             # The set's own field is the one bit that is 0 in the GROUPING() mask.
             i = next(j for j in range(k) if not (gmask >> (k - 1 - j)) & 1)
@@ -163,7 +171,8 @@ def breakdown(
                     "baseline_pct": round(base_pct, 2),
                 }
             )
-        rows.sort(key=lambda v: abs(v["selection_pct"] - v["baseline_pct"]), reverse=True)
+        # Largest gap first; ties by value, so the same data always prints the same way.
+        rows.sort(key=lambda v: (-abs(v["selection_pct"] - v["baseline_pct"]), v["value"]))
         score = abs(rows[0]["selection_pct"] - rows[0]["baseline_pct"]) / 100 if rows else 0.0
         results.append(
             {
