@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test lint fmt bench demo clean
+.PHONY: install test lint fmt bench bench-ingest bench-query demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,14 @@ fmt: install
 test: lint
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench        # the SDK's cost per event, against its peers (~1 min)
 	$(BIN)/python benchmarks/bench_hot_path.py
+
+bench-ingest: $(VENV)/.installed-bench # 1M events into the store (~2 min)
+	$(BIN)/python benchmarks/bench_ingest.py
+
+bench-query: $(VENV)/.installed-bench  # 10M events, against a JSON column and chdb (~10 min)
+	$(BIN)/python benchmarks/bench_query.py --keep .bench-data
 
 demo: install
 	$(BIN)/wideevents demo
