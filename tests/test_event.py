@@ -290,3 +290,40 @@ def test_events_from_many_threads_all_arrive(memory: MemorySink) -> None:
         t.join()
     assert len(records(memory)) == 4000
     assert wideevents.stats()["emitted"] == 4000
+
+
+def test_traceparent_is_continued_and_injected(memory: MemorySink) -> None:
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    ev = event("GET /orders")
+    assert ev.continue_trace(incoming)
+    with ev, event("call payments") as child:
+        headers = wideevents.inject({"accept": "*/*"})
+    assert headers["traceparent"] == child.traceparent
+    assert headers["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    got = by_name(memory)
+    assert got["GET /orders"]["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert got["GET /orders"]["parent_id"] == "b7ad6b7169203331"
+    assert got["call payments"]["parent_id"] == got["GET /orders"]["span_id"]
+    assert wideevents.traceparent() is None  # no current event
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        "",
+        "garbage",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+    ],
+)
+def test_malformed_traceparent_starts_a_new_trace(memory: MemorySink, bad: str | None) -> None:
+    ev = event("op")
+    assert not ev.continue_trace(bad)
+    with ev:
+        pass
+    (r,) = records(memory)
+    assert r["parent_id"] is None and r["trace_id"] != "0af7651916cd43dd8448eb211c80319c"

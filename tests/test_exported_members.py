@@ -28,7 +28,9 @@ def test_all_is_the_public_api() -> None:
         "current_event",
         "event",
         "flush",
+        "inject",
         "shutdown",
         "stats",
+        "traceparent",
         "with_current_event",
     }

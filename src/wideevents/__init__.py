@@ -13,7 +13,15 @@ from typing import Any as _Any
 
 from ._client import DEFAULT as _DEFAULT
 from ._client import WideEvents
-from ._event import Event, add, add_to_trace, current_event, with_current_event
+from ._event import (
+    Event,
+    add,
+    add_to_trace,
+    current_event,
+    inject,
+    traceparent,
+    with_current_event,
+)
 from ._exceptions import ConfigError, MissingExtraError, WideEventsError
 from ._redact import DROP, Redaction
 from ._version import __version__
@@ -33,8 +41,10 @@ __all__ = [
     "current_event",
     "event",
     "flush",
+    "inject",
     "shutdown",
     "stats",
+    "traceparent",
     "with_current_event",
 ]
 

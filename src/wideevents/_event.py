@@ -93,9 +93,9 @@ class Event:
     def __enter__(self) -> Self:
         parent = _current.get()
         if parent is None:
-            if not self.trace_id:
+            if not self.trace_id:  # else continue_trace() set both ids
                 self.trace_id = _rand(128) or 1
-            self.parent_id = 0
+                self.parent_id = 0
             self._root = self
             self._trace_fields = None
         else:
@@ -155,6 +155,23 @@ class Event:
     def keep(self) -> None:
         """Keep this event whatever the sampler decides."""
         self.kept = True
+
+    def continue_trace(self, traceparent: str | None) -> bool:
+        """Before entering: join the caller's trace from a W3C ``traceparent`` header.
+
+        An absent or malformed header is ignored (the event starts a trace of its own);
+        returns whether the trace was continued. Ignored when the event has a parent.
+        """
+        ids = parse_traceparent(traceparent)
+        if ids is None:
+            return False
+        self.trace_id, self.parent_id = ids
+        return True
+
+    @property
+    def traceparent(self) -> str:
+        """This event as a W3C ``traceparent`` header value, for outgoing requests."""
+        return f"00-{self.trace_id:032x}-{self.span_id:016x}-01"
 
     @property
     def duration_ms(self) -> float:
@@ -275,6 +292,45 @@ class _Timer:
 
 
 # -- context helpers ---------------------------------------------------------------------
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int] | None:
+    """(trace id, parent span id) from ``00-<32 hex>-<16 hex>-<2 hex>``, or None."""
+    if not value:
+        return None
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+        return None
+    version, trace, span, flags = parts[:4]
+    if (
+        len(trace) != 32
+        or len(span) != 16
+        or len(flags) != 2
+        or (version == "00" and len(parts) != 4)
+    ):
+        return None
+    try:
+        trace_id, span_id = int(trace, 16), int(span, 16)
+        int(flags, 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id or trace != trace.lower() or span != span.lower():
+        return None
+    return trace_id, span_id
+
+
+def traceparent() -> str | None:
+    """The current event as a ``traceparent`` header value, to send with outgoing calls."""
+    ev = _current.get()
+    return None if ev is None else ev.traceparent
+
+
+def inject(headers: dict[str, str]) -> dict[str, str]:
+    """Add ``traceparent`` for the current event to *headers* (returned for chaining)."""
+    value = traceparent()
+    if value is not None:
+        headers["traceparent"] = value
+    return headers
 
 
 def current_event() -> Event | None:
