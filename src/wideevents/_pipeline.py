@@ -159,7 +159,7 @@ class Pipeline:
                 try:
                     self._drain()
                     if time.monotonic() - self._last_flush >= self.flush_interval:
-                        self._flush_sinks(None)
+                        self._flush_sinks(0.0)  # push what is ready; never wait here
                 except Exception as exc:  # pragma: no cover - _drain guards its parts
                     _internal.report("worker", exc, reraise=False)
                 finally:

@@ -38,6 +38,7 @@ _FACTORIES: dict[str, Callable[[str], Sink]] = {
     "jsonl": _jsonl,
     "memory": _memory,
     "duckdb": _lazy(".duckdb", "from_spec"),
+    "otlp": _lazy(".otlp", "from_spec"),
 }
 
 
