@@ -258,3 +258,15 @@ def test_stats_before_any_event() -> None:
     stats: dict[str, Any] = wideevents.stats()
     assert stats["emitted"] == 0
     assert stats["dropped"] == 0
+
+
+def test_records_do_not_alias_the_events_fields() -> None:
+    sink = MemorySink()
+    wideevents.configure("svc", sinks=[sink])
+    with event("op", a=1) as ev:
+        pass
+    wideevents.flush()
+    ev.fields.clear()  # an app thread that still holds the event
+    ev["password"] = "hunter2"
+    assert sink.events[0]["a"] == 1
+    assert "password" not in sink.events[0]

@@ -45,9 +45,12 @@ class ValuePattern:
         flags: int = 0,
         table: bytes | None = None,
         anchors: bytes = b"",
+        ascii_only: bool = True,
     ) -> None:
         self.kind = kind
-        self.regex = re.compile(regex, flags)
+        # ASCII semantics: under IGNORECASE, Unicode would let U+017F (long s) match "s", which the
+        # lowercased needles do not see.
+        self.regex = re.compile(regex, flags | (re.ASCII if ascii_only else 0))
         self.needles = needles
         self.table = table  # applied to the lowercased text before the needles are sought
         # Bytes of which every match holds at least one: absent from a whole batch, the

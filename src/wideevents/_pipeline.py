@@ -186,9 +186,9 @@ class Pipeline:
         kept: list[Event] = []
         user: list[dict[str, Any]] = []
         for ev in events:
-            fields = ev.fields
-            if ev._trace_fields:
-                fields = ev.fields = {**ev._trace_fields, **fields}
+            # A copy (one C-level call): a thread that still adds to an ended event must not
+            # change the record between its redaction and its serialization.
+            fields = {**ev._trace_fields, **ev.fields} if ev._trace_fields else ev.fields.copy()
             if rules and not ev.kept:
                 error = ev.exc is not None or fields.get("error") is True
                 try:

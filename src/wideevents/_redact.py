@@ -126,7 +126,7 @@ class Redactor:
         self._hashed = _globber(config.hash_keys)
         self._secret = config.hash_secret or b""
         self._hooks = config.hooks
-        extra = tuple(ValuePattern("custom", rx, ()) for rx in config.patterns)
+        extra = tuple(ValuePattern("custom", rx, (), ascii_only=False) for rx in config.patterns)
         self._patterns = (VALUE_PATTERNS if config.defaults else ()) + extra
         self._message_patterns = (MESSAGE_PATTERNS if config.defaults else ()) + extra
         # Without needles for the custom patterns every new string meets the regexes.
@@ -207,11 +207,13 @@ class Redactor:
             return set(range(len(texts)))
         # Joined without a separator: a needle spanning two texts only flags one more text.
         blob = "".join(texts)
-        data = blob.lower().encode("utf-8", "surrogatepass")
-        if len(data) == len(blob):
+        if blob.isascii():  # lowercasing keeps every offset
+            data = blob.lower().encode()
             ends = list(accumulate(map(len, texts)))
-        else:  # non-ASCII: offsets in bytes differ from offsets in characters
-            ends = list(accumulate(len(t.encode("utf-8", "surrogatepass")) for t in texts))
+        else:  # lowercasing may change a text's length (K, İ): offsets from the lowered texts
+            lowered = [t.lower().encode("utf-8", "surrogatepass") for t in texts]
+            data = b"".join(lowered)
+            ends = list(accumulate(map(len, lowered)))
         hits: set[int] = set()
         last = len(ends) - 1
         translated: dict[bytes, bytes] = {}
