@@ -139,14 +139,37 @@ def test_planted_secret_never_leaves(tmp_path_factory: Any, case: Any) -> None:
 
 
 TRICKY = ["\u212a", "\u0130", "é", "\u017f", "ẞ", "Ω", "\u2126", " ", "-", "=", "@", ".", "_"]
-fragments = st.sampled_from([
-    "Bearer ", "bearer ", "Basic ", "eyJhbGciOi", ".eyJzdWIi", ".sig_Value-123", "AKIA",
-    "ASIA", "AIza", "ghp_", "github_pat_", "xoxb-", "sk_live_", "-----BEGIN PRIVATE KEY-----",
-    "password=", "token=", "https://u:", "@host", "4111 1111 1111 1111", "4111111111111111",
-    "3782-822463-10005", "ABCDEFGHIJKLMNOP", "abcdef0123456789", *TRICKY,
-])
-texts_st = st.lists(st.lists(fragments | st.text(max_size=6), max_size=8).map("".join),
-                    min_size=1, max_size=12)
+fragments = st.sampled_from(
+    [
+        "Bearer ",
+        "bearer ",
+        "Basic ",
+        "eyJhbGciOi",
+        ".eyJzdWIi",
+        ".sig_Value-123",
+        "AKIA",
+        "ASIA",
+        "AIza",
+        "ghp_",
+        "github_pat_",
+        "xoxb-",
+        "sk_live_",
+        "-----BEGIN PRIVATE KEY-----",
+        "password=",
+        "token=",
+        "https://u:",
+        "@host",
+        "4111 1111 1111 1111",
+        "4111111111111111",
+        "3782-822463-10005",
+        "ABCDEFGHIJKLMNOP",
+        "abcdef0123456789",
+        *TRICKY,
+    ]
+)
+texts_st = st.lists(
+    st.lists(fragments | st.text(max_size=6), max_size=8).map("".join), min_size=1, max_size=12
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -526,3 +526,41 @@ def test_values_of_unknown_classes_fall_back_to_detection(
     ingest_store(db)
     assert calls == [1]
     assert query(db, "SELECT level FROM events") == [(1,)]
+
+
+def test_a_quiet_live_writer_keeps_its_open_segment(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    paths = StorePaths.for_db(db)
+    writer = SpoolWriter(paths)
+    writer.write([b'{"span_id": "a", "i": 1}\n'])
+    (segment,) = paths.spool.glob("*.open")
+    old = time.time() - 3600
+    os.utime(segment, (old, old))  # an hour without a write, but the process lives
+    assert ingest_store(db).rows == 0  # type: ignore[union-attr]
+    assert segment.exists()
+    writer.write([b'{"span_id": "b", "i": 2}\n'])
+    writer.seal()
+    assert ingest_store(db).rows == 2  # type: ignore[union-attr]
+
+
+def test_a_failing_store_sets_nothing_aside(tmp_path: Path) -> None:
+    import resource
+
+    db = tmp_path / "ev.duckdb"
+    total = _make_segments(db, 4, 5000)
+
+    def tiny_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, resource.RLIM_INFINITY))
+
+    failed = subprocess.run(
+        [sys.executable, "-m", "wideevents.cli", "ingest", "--db", str(db)],
+        preexec_fn=tiny_disk,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failed.returncode == 1 and failed.stderr.startswith("Error: ")
+    spool = StorePaths.for_db(db).spool
+    assert list(spool.glob("*.bad")) == []
+    assert len(list(spool.glob("*.jsonl"))) == 4  # still waiting, untouched
+    assert ingest_store(db).rows == total  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from .. import _internal
@@ -59,6 +60,8 @@ class DuckDBSink(Sink):
         return True
 
     def _maybe_ingest(self) -> None:
+        if threading.current_thread().name != "wideevents-worker":
+            return  # never start a process on the app's thread (an explicit flush())
         proc = self._ingester
         if proc is not None:
             if proc.poll() is None:
@@ -71,22 +74,37 @@ class DuckDBSink(Sink):
         try:
             if not self._worth_ingesting():
                 return
-            self._ingester = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "wideevents.store.ingest",
-                    "--db",
-                    str(self.paths.db),
-                    "--if-free",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
+            if not os.path.basename(sys.executable or "").startswith(("python", "pypy")):
+                # Embedded interpreters (uWSGI, mod_wsgi) have no python to start.
+                raise OSError(
+                    f"{sys.executable!r} is not a Python interpreter: run "
+                    "`wideevents ingest --follow` beside the app instead"
+                )
+            log = os.open(
+                self.paths.spool / "ingester.log",
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                0o600,
             )
+            try:
+                self._ingester = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "wideevents.store.ingest",
+                        "--db",
+                        str(self.paths.db),
+                        "--if-free",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            finally:
+                os.close(log)
         except OSError as exc:
+            self.ingest_interval = 0.0  # logged once; do not try again every few seconds
             _internal.report("ingest_start", exc, reraise=False)
 
     def _worth_ingesting(self) -> bool:
@@ -104,13 +122,9 @@ class DuckDBSink(Sink):
         return waiting >= INGEST_BYTES or time.time() - oldest >= self.ingest_age
 
     def shutdown(self, timeout: float | None = None) -> None:
+        # A running ingester finishes on its own (its own session, the store's lock).
         self.writer.seal()
-        proc, self._ingester = self._ingester, None
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.wait(timeout=min(timeout or 5.0, 5.0))
-            except subprocess.TimeoutExpired:
-                pass  # it finishes on its own; the lock keeps the store consistent
+        self._ingester = None
 
     def after_fork(self) -> None:
         self.writer.forget_after_fork()

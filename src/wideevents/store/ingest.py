@@ -4,16 +4,18 @@ One batch of segments is one transaction: add or widen columns, ``INSERT … BY 
 DuckDB's JSON reader (told every column's type, so late keys and naive datetimes are read
 right), and record the segment names in ``_wideevents_segments``. Segment files are deleted
 only after the commit; a segment whose name is already recorded is deleted without being read
-again. A segment the reader cannot parse is renamed ``*.bad`` and counted, never retried in
-a loop. Run as ``python -m wideevents.store.ingest --db PATH`` by the DuckDB sink.
+again. A segment the reader cannot parse is renamed ``*.bad`` (rename it back to ``*.jsonl``
+to retry) and reported, never retried in a loop; any other failure (disk full, out of
+memory) stops the run and leaves the spool untouched. The DuckDB sink runs it as
+``python -m wideevents.store.ingest --db PATH``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -38,9 +40,10 @@ from .schema import (
 )
 from .spool import OPEN_SUFFIX, SEALED_SUFFIX, TYPES_SUFFIX
 
+# What a segment's own content can cause; only these set a segment aside.
+CONTENT_ERRORS = (duckdb.InvalidInputException, duckdb.ConversionException)
 BATCH_FILES = 512
 BATCH_BYTES = 256 << 20
-ABANDONED_AFTER = 60.0  # seconds without a write before another host's open segment is claimed
 
 
 @dataclass
@@ -106,36 +109,27 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str = EVENTS) -> dict[s
     }
 
 
-def _is_dead_writer(name: str, mtime: float) -> bool:
-    # <host>-<pid>-<start µs>-<seq>.jsonl.open
-    parts = name[: -len(OPEN_SUFFIX)].rsplit("-", 3)
-    if len(parts) != 4:
-        return time.time() - mtime > ABANDONED_AFTER
-    host, pid_text = parts[0], parts[1]
-    same_host = host == "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:64]
-    if same_host and pid_text.isdigit():
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass  # alive, someone else's
-        else:
-            # Alive (or the pid was reused): a live writer seals within a flush interval.
-            return time.time() - mtime > ABANDONED_AFTER
-    return time.time() - mtime > ABANDONED_AFTER
-
-
 def claim_abandoned(spool: Path) -> int:
-    """Seal the open segments of writers that died (SIGKILL), cut back to their last whole line."""
+    """Seal the open segments of writers that died (SIGKILL), cut back to their last whole line.
+
+    A writer holds an exclusive ``flock`` on its open segment for as long as it lives (the
+    kernel drops it when the process dies, however it dies), so a segment we can lock has
+    no writer left; one we cannot is skipped, however long its writer has been quiet.
+    """
     claimed = 0
     for entry in os.scandir(spool):
         if not entry.name.endswith(OPEN_SUFFIX):
             continue
         try:
-            if not _is_dead_writer(entry.name, entry.stat().st_mtime):
-                continue
-            with open(entry.path, "r+b") as f:
+            fd = os.open(entry.path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its writer is alive
+            with os.fdopen(os.dup(fd), "r+b") as f:
                 size = f.seek(0, os.SEEK_END)
                 keep = _last_line_end(f, size)
                 if keep != size:
@@ -148,6 +142,8 @@ def claim_abandoned(spool: Path) -> int:
             claimed += 1
         except FileNotFoundError:
             continue
+        finally:
+            os.close(fd)
     return claimed
 
 
@@ -238,8 +234,8 @@ def _ingest_batch(con: duckdb.DuckDBPyConnection, files: list[Path]) -> int:
     if types is not None:
         try:
             return _ingest_typed(con, files, types)
-        except duckdb.Error:
-            pass
+        except CONTENT_ERRORS:
+            pass  # the data disagrees with the sidecar: let DuckDB look at it
     return _ingest_typed(con, files, None)
 
 
@@ -310,13 +306,15 @@ def ingest(
         try:
             result.rows += _ingest_batch(con, batch)
             result.segments += len(batch)
-        except duckdb.Error:
+        except CONTENT_ERRORS:
             # One unreadable segment must not hold up the others: retry them one by one.
+            # Anything else (a full disk, no memory) stops the run and leaves the spool as
+            # it is, to be ingested when the trouble is over.
             for f in batch:
                 try:
                     result.rows += _ingest_batch(con, [f])
                     result.segments += 1
-                except duckdb.Error:
+                except CONTENT_ERRORS:
                     bad = f.with_name(f.name + ".bad")
                     with contextlib.suppress(FileNotFoundError):
                         os.rename(f, bad)

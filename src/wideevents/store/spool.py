@@ -14,6 +14,7 @@ export starts a new segment, so a sealed segment only ever holds whole lines.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import time
@@ -62,6 +63,8 @@ class SpoolWriter:
         name = f"{_host()}-{os.getpid()}-{time.time_ns() // 1000}-{self._seq}{OPEN_SUFFIX}"
         path = spool / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # Held for the segment's life: the ingester claims only segments nobody holds.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._fd, self._path, self._size = fd, path, 0
         return fd
 
