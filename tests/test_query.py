@@ -319,9 +319,33 @@ def test_missing_store_is_a_runtime_error(tmp_path: Path) -> None:
 def test_tables_end_with_the_next_drill_down(shop: str) -> None:
     q = cli("query", "--db", shop, "-c", "p99(duration_ms)", "-g", "http.route")
     assert q.exit_code == 0
-    assert "next: wideevents breakdown --select 'duration_ms >= 1055'" in q.output
+    assert (
+        "next: wideevents breakdown --where 'http.route = /b' --select 'duration_ms >= 1055'"
+        in q.output
+    )
+    g = cli("query", "--db", shop, "-g", "build", "--order", "build desc")
+    assert "next: wideevents breakdown --select 'build = old'" in g.output
     b = cli("breakdown", "--db", shop, "--select", "duration_ms >= 1000")
-    assert b.exit_code == 0 and "next: wideevents events --where" in b.output
+    assert b.exit_code == 0
+    # The value over-represented among the selected events, never the one they lack:
+    assert "--where 'duration_ms >= 1000' --where 'status = 500' --order duration_ms" in (
+        b.output
+    )
+
+
+def test_breakdown_over_more_than_64_fields(tmp_path: Path) -> None:
+    records = [
+        {
+            **{f"f{k:02d}": (i + k) % 3 for k in range(80)},
+            "slow": i % 5 == 0,
+            "cause": "x" if i % 5 == 0 else "y",
+        }
+        for i in range(200)
+    ]
+    db = str(make_store(tmp_path / "wide.duckdb", records))
+    results = ok_json("breakdown", "--db", db, "--select", "slow = true")
+    assert results[0]["field"] == "cause"
+    assert len([r for r in results if r["field"].startswith("f")]) == 80
 
 
 def test_csv_output(shop: str) -> None:

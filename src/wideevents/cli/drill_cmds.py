@@ -109,19 +109,28 @@ def breakdown(
         click.echo(f"\ndefine the selection (differ by construction): {', '.join(apart)}")
     if unique:
         click.echo(f"near-unique, not compared: {', '.join(unique)}")
-    if ranked and ranked[0]["values"]:
-        top = ranked[0]
+    step = _drill_filter(ranked)
+    if step is not None:
         args = ["wideevents", "events"]
-        for w in where:
+        for w in (*where, *selects):
             args += ["--where", w]
-        for s in selects:
-            args += ["--where", s]
-        args += ["--where", str(Filter(top["field"], "=", (top["values"][0]["value"],)))]
-        if top["values"][0]["value"] == "(missing)":
-            args[-1] = str(Filter(top["field"], "!exists"))
-        elif top["values"][0]["value"][:1] in "<[>":
-            args = args[:-2]
+        args += ["--where", step, "--order", "duration_ms"]
         out.next_step(shell(with_db(args, db)))
+
+
+def _drill_filter(ranked: list[dict[str, Any]]) -> str | None:
+    """A filter for the value that best explains the selection: the first ranked field whose
+    top value is over-represented in it (a bin is no filter to type)."""
+    for r in ranked:
+        if r.get("binned") or not r["values"]:
+            continue
+        top = r["values"][0]
+        if top["selection_pct"] <= top["baseline_pct"]:
+            continue
+        if top["value"] == "(missing)":
+            return str(Filter(r["field"], "!exists"))
+        return str(Filter(r["field"], "=", (top["value"],)))
+    return None
 
 
 @click.command()

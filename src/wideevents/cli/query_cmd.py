@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..query.engine import Store
-from ..query.model import PERCENTILES, Query
+from ..query.model import PERCENTILES, Filter, Query
 from ..query.parse import parse_calc, parse_having, parse_order
 from . import _output as out
 from ._options import (
@@ -121,25 +121,41 @@ def query(
                     click.echo(f"{c.label:>24}  {out.sparkline(series)}")
             click.echo()
         click.echo(out.table(shown) if shown else "no events match")
-    out.next_step(_next(q, rows, db))
+    step = _next(q, rows, db)
+    if step is not None:
+        out.next_step(step)
 
 
-def _next(q: Query, rows: list[dict[str, Any]], db: str) -> str:
-    """From an aggregate to 'what is different about these': a breakdown command."""
+def _next(q: Query, rows: list[dict[str, Any]], db: str) -> str | None:
+    """From an aggregate to 'what is different about these': a breakdown command.
+
+    With a percentile: the worst group's slow events against the rest of that group. With a
+    group-by alone: the biggest group against the others. Nothing to suggest otherwise.
+    """
     args = ["wideevents", "breakdown"]
     for f in q.filters:
         args += ["--where", str(f)]
     pct = next((c for c in q.calcs if c.op in PERCENTILES and c.field), None)
-    top = rows[0] if rows else {}
+    groups = [g for g in ([*q.group_by] if rows else []) if g in rows[0]]
     if pct is not None:
         valued = [r for r in rows if r.get(pct.label) is not None]
-        top = max(valued, key=lambda r: r[pct.label], default={})
-    if pct is not None and top.get(pct.label) is not None:
+        if not valued:
+            return None
+        top = max(valued, key=lambda r: r[pct.label])
+        for g in groups:
+            args += ["--where", value_filter(g, top[g])]
         args += ["--select", f"{pct.field} >= {top[pct.label]:.6g}"]
-    elif q.group_by and top:
-        from ..query.model import Filter
-
-        args += ["--select", str(Filter(q.group_by[0], "=", (top.get(q.group_by[0]),)))]
+    elif groups:
+        args += ["--select", value_filter(groups[0], rows[0][groups[0]])]
     else:
-        args += ["--select", "error = true"]
+        return None
     return shell(with_db(args, db))
+
+
+def value_filter(field: str, value: Any) -> str:
+    """A ``--where`` for one value as the CLI prints it: ``x !exists`` for a missing one."""
+    if value is None:
+        return str(Filter(field, "!exists"))
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return str(Filter(field, "=", (value,)))

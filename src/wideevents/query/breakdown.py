@@ -35,6 +35,7 @@ FEW_VALUES = 24  # numeric fields with at most this many distinct values are com
 NEAR_UNIQUE = 0.5  # distinct / events above this: an id
 MISSING = "(missing)"
 DECILES = [i / 10 for i in range(1, 10)]
+GROUPS_PER_SCAN = 60
 PROFILE_ROWS = 200_000  # rows that decide each field's kind and bins
 SIDE_ROWS = 1_000_000  # rows per side (selection, baseline) that are compared
 
@@ -130,28 +131,27 @@ def breakdown(
                 continue
         grouped.append((c, col, None))
 
-    # Pass 2: one scan of both sides (each sampled when large), one grouping set per field.
+    # Pass 2: one scan of both sides (each sampled when large), one grouping set per field;
+    # DuckDB's GROUPING() takes at most 64 columns, so wider stores take a scan per 60 fields.
     counts: dict[str, dict[Any, list[float]]] = {c: {} for c, _, _ in grouped}
     totals: dict[str, list[float]] = {c: [0.0, 0.0] for c, _, _ in grouped}
-    if grouped:
-        values = ", ".join(f"{expr} AS v{i}" for i, (_, expr, _) in enumerate(grouped))
-        keep = (
-            f"CASE WHEN __sel THEN {_sample(n_sel, SIDE_ROWS)} "
-            f"ELSE {_sample(n_base, SIDE_ROWS)} END"
-        )
+    keep = f"CASE WHEN __sel THEN {_sample(n_sel, SIDE_ROWS)} ELSE {_sample(n_base, SIDE_ROWS)} END"
+    for start in range(0, len(grouped), GROUPS_PER_SCAN):
+        chunk = grouped[start : start + GROUPS_PER_SCAN]
+        values = ", ".join(f"{expr} AS v{i}" for i, (_, expr, _) in enumerate(chunk))
         sides = f"SELECT {values}, __sel, __w FROM {base} WHERE {keep}"
-        sets = ", ".join(f"(v{i}, __sel)" for i in range(len(grouped)))
-        gid = ", ".join(f"v{i}" for i in range(len(grouped)))
+        sets = ", ".join(f"(v{i}, __sel)" for i in range(len(chunk)))
+        gid = ", ".join(f"v{i}" for i in range(len(chunk)))
         sql = (
             f"SELECT GROUPING({gid}) AS gid, {gid}, __sel, sum(__w) "
             f"FROM ({sides}) GROUP BY GROUPING SETS ({sets})"
         )
-        k = len(grouped)
+        k = len(chunk)
         for r in store._rows(sql, base_params):
             gmask = int(r[0])
             # The set's own field is the one bit that is 0 in the GROUPING() mask.
             i = next(j for j in range(k) if not (gmask >> (k - 1 - j)) & 1)
-            field = grouped[i][0]
+            field = chunk[i][0]
             side = 0 if r[1 + k] else 1
             weight = float(r[2 + k] or 0)
             counts[field].setdefault(r[1 + i], [0.0, 0.0])[side] += weight
@@ -171,15 +171,18 @@ def breakdown(
                     "baseline_pct": round(base_pct, 2),
                 }
             )
-        # Largest gap first; ties by value, so the same data always prints the same way.
-        rows.sort(key=lambda v: (-abs(v["selection_pct"] - v["baseline_pct"]), v["value"]))
-        score = abs(rows[0]["selection_pct"] - rows[0]["baseline_pct"]) / 100 if rows else 0.0
+        # Over-represented in the selection first (what the selected events have more of),
+        # ties by value, so the same data always prints the same way.
+        rows.sort(key=lambda v: (v["baseline_pct"] - v["selection_pct"], v["value"]))
+        gaps = [abs(v["selection_pct"] - v["baseline_pct"]) for v in rows]
+        score = max(gaps) / 100 if gaps else 0.0
         results.append(
             {
                 "field": field,
                 "score": round(score, 4),
                 "values": rows[:top_values],
                 "in_selection": field in in_selection,
+                "binned": bins is not None,
             }
         )
     results.sort(key=lambda r: (r["in_selection"], -r["score"], r["field"]))
