@@ -328,9 +328,7 @@ def test_tables_end_with_the_next_drill_down(shop: str) -> None:
     b = cli("breakdown", "--db", shop, "--select", "duration_ms >= 1000")
     assert b.exit_code == 0
     # The value over-represented among the selected events, never the one they lack:
-    assert "--where 'duration_ms >= 1000' --where 'status = 500' --order duration_ms" in (
-        b.output
-    )
+    assert "--where 'duration_ms >= 1000' --where 'status = 500' --order duration_ms" in (b.output)
 
 
 def test_breakdown_over_more_than_64_fields(tmp_path: Path) -> None:
@@ -384,3 +382,19 @@ def test_large_sides_are_sampled_and_still_find_the_cause(
     assert abs(sampled[0]["score"] - exact[0]["score"]) < 0.05
     again = ok_json("breakdown", "--db", db, "--select", "duration_ms >= 800")
     assert again == sampled  # the sample is repeatable
+
+
+def test_sql_cannot_reach_other_files_and_bad_sql_is_exit_2(shop: str, tmp_path: Path) -> None:
+    result = cli("sql", "--db", shop, f"COPY (SELECT 1 AS a) TO '{tmp_path / 'out.csv'}'")
+    assert result.exit_code == 1
+    assert not (tmp_path / "out.csv").exists()
+    assert cli("sql", "--db", shop, "SELEC count(*) FROM events").exit_code == 2
+
+
+def test_events_columns_and_trace_ids_are_checked(shop: str) -> None:
+    result = cli("events", "--db", shop, "--columns", "nosuch,name")
+    assert result.exit_code == 2 and "unknown field 'nosuch'" in result.output
+    assert cli("trace", "--db", shop, "not-a-trace").exit_code == 2
+    for fmt in ("table", "json", "csv"):
+        missing = cli("trace", "--db", shop, "f" * 32, "--format", fmt)
+        assert missing.exit_code == 1 and "no events in trace" in missing.output

@@ -27,6 +27,12 @@ def db_option(func: F) -> F:
     )(func)
 
 
+class Duration(timedelta):
+    """A timedelta that remembers how it was typed (``7d``), for messages."""
+
+    text: str
+
+
 if TYPE_CHECKING:
     _ParamType = click.ParamType[timedelta]
 else:  # click < 8.2 has no generic ParamType at run time
@@ -46,7 +52,9 @@ class DurationType(_ParamType):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(value))
         if not m:
             self.fail(f"{value!r} is not a duration such as 90s, 15m, 1h, 7d or 2w", param, ctx)
-        return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+        out = Duration(**{_UNITS[m.group(2)]: float(m.group(1))})
+        out.text = str(value).strip()
+        return out
 
 
 DURATION = DurationType()

@@ -89,7 +89,12 @@ def table(
     cells = [[c if len(c) <= max_width else c[: max_width - 1] + "…" for c in row] for row in cells]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
     numeric = [
-        all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows) for c in cols
+        all(
+            (isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool))
+            or r.get(c) is None
+            for r in rows
+        )
+        for c in cols
     ]
 
     def line(values: Sequence[str]) -> str:

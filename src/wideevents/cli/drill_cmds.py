@@ -13,6 +13,7 @@ from ..query.model import Filter
 from ..query.parse import parse_filter
 from . import _output as out
 from ._options import (
+    BadInput,
     db_option,
     format_option,
     handle_errors,
@@ -179,6 +180,9 @@ def events(
         out.emit_json(rows)
         return
     chosen = [c.strip() for c in columns.split(",")] if columns else _default_columns(rows)
+    if columns:
+        with Store(db, ingest_first=False) as store:
+            chosen = [store.schema.resolve(c) for c in chosen]  # unknown: Error, exit 2
     if fmt == "csv":
         out.emit_csv(rows, columns if columns is None else chosen)
         return
@@ -215,16 +219,18 @@ def _default_columns(rows: list[dict[str, Any]]) -> list[str]:
 @handle_errors
 def trace(db: str, fmt: str, trace_id: str) -> None:
     """One trace as a tree and a waterfall."""
+    if len(trace_id) != 32 or any(c not in "0123456789abcdefABCDEF" for c in trace_id):
+        raise BadInput(f"{trace_id!r} is not a trace id (32 hex digits)")
     with Store(db) as store:
         rows = store.trace(trace_id)
+    if not rows:
+        raise click.ClickException(f"no events in trace {trace_id!r}")
     if fmt == "json":
         out.emit_json(rows)
         return
     if fmt == "csv":
         out.emit_csv(rows)
         return
-    if not rows:
-        raise click.ClickException(f"no events in trace {trace_id!r}")
     starts = [r["timestamp"] for r in rows]
     t0 = min(starts)
     end = max(r["timestamp"] + timedelta(milliseconds=r.get("duration_ms") or 0) for r in rows)
@@ -264,7 +270,7 @@ def fields(db: str, fmt: str) -> None:
 @click.argument("statement")
 @handle_errors
 def sql(db: str, fmt: str, statement: str) -> None:
-    """Run read-only SQL against the store (the table is `events`)."""
+    """Run SQL against the store (the table is `events`): read-only, no other files."""
     names, rows = run_sql(db, statement)
     dicts = [dict(zip(names, r, strict=True)) for r in rows]
     if fmt == "json":

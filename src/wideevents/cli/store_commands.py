@@ -10,10 +10,11 @@ from pathlib import Path
 import click
 import duckdb
 
-from ..store.ingest import connect, ingest_store
-from ..store.paths import StoreLocked, StorePaths, private_umask
+from ..query.engine import Store
+from ..store.ingest import ingest_store
+from ..store.paths import StoreLocked, private_umask
 from ..store.schema import EVENTS, quote_literal
-from ._options import DURATION, db_option
+from ._options import DURATION, db_option, handle_errors
 
 
 @click.command()
@@ -54,20 +55,17 @@ def ingest(db: str, follow: bool, interval: float) -> None:
     required=True,
     help="Delete events whose timestamp is older than this (7d, 12h …).",
 )
+@handle_errors
 def prune(db: str, older_than: timedelta) -> None:
-    """Delete old events (retention) and reclaim the space."""
-    paths = StorePaths.for_db(db)
-    with paths.lock(exclusive=True, timeout=30.0):
-        con = connect(paths)
-        try:
-            seconds = older_than.total_seconds()
-            deleted = con.execute(
-                f"DELETE FROM {EVENTS} WHERE timestamp < now() - to_seconds(?::DOUBLE)", [seconds]
-            ).fetchall()[0][0]
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
-    click.echo(f"deleted {deleted} events older than {older_than}")
+    """Delete old events (retention); their pages are reused by later events."""
+    with Store(db) as store:
+        assert store.con is not None
+        ((deleted,),) = store.con.execute(
+            f"DELETE FROM {EVENTS} WHERE timestamp < now() - to_seconds(?::DOUBLE)",
+            [older_than.total_seconds()],
+        ).fetchall()
+        store.con.execute("CHECKPOINT")
+    click.echo(f"deleted {deleted} events older than {getattr(older_than, 'text', older_than)}")
 
 
 @click.command()
@@ -79,27 +77,17 @@ def prune(db: str, older_than: timedelta) -> None:
     type=click.Path(file_okay=False),
     help="Directory for hive-partitioned Parquet (date=YYYY-MM-DD/…), zstd.",
 )
+@handle_errors
 def export(db: str, directory: str) -> None:
     """Export the store as Parquet partitioned by date, for DuckDB, ClickHouse, Spark …"""
-    paths = StorePaths.for_db(db)
     target = Path(directory).resolve()
-    with paths.lock(exclusive=True, timeout=30.0):
-        con = connect(paths)
-        try:
-            ingested = ingest_into(con, paths)
-            with private_umask():
-                con.execute(
-                    f"COPY (SELECT *, strftime(timestamp AT TIME ZONE 'UTC', '%Y-%m-%d') AS date "
-                    f"FROM {EVENTS}) TO {quote_literal(str(target))} "
-                    "(FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date), OVERWRITE_OR_IGNORE)"
-                )
-            rows = con.execute(f"SELECT count(*) FROM {EVENTS}").fetchall()[0][0]
-        finally:
-            con.close()
-    click.echo(f"exported {rows} events to {target} ({ingested} just ingested)")
-
-
-def ingest_into(con: duckdb.DuckDBPyConnection, paths: StorePaths) -> int:
-    from ..store.ingest import ingest as run
-
-    return run(con, paths).rows
+    with Store(db) as store:
+        assert store.con is not None
+        with private_umask():
+            store.con.execute(
+                f"COPY (SELECT *, strftime(timestamp AT TIME ZONE 'UTC', '%Y-%m-%d') AS date "
+                f"FROM {EVENTS}) TO {quote_literal(str(target))} "
+                "(FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date), OVERWRITE_OR_IGNORE)"
+            )
+        ((rows,),) = store.con.execute(f"SELECT count(*) FROM {EVENTS}").fetchall()
+    click.echo(f"exported {rows} events to {target}")

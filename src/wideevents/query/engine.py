@@ -196,7 +196,8 @@ class Store:
 
 
 def run_sql(db: str | os.PathLike[str] | None, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The read-only escape hatch: ingest, then run *sql* on a read-only connection."""
+    """The escape hatch: ingest, then run *sql* on a read-only connection that can read no
+    other file and reach no network."""
     paths = StorePaths.for_db(db)
     if not paths.db.exists() and not paths.spool.exists():
         raise StoreError(
@@ -205,9 +206,12 @@ def run_sql(db: str | os.PathLike[str] | None, sql: str) -> tuple[list[str], lis
     with Store(db):
         pass  # ingests under the exclusive lock
     with paths.lock(exclusive=False, timeout=30.0):
-        con = connect(paths, read_only=True)
+        con = connect(paths, read_only=True, sandboxed=True)
         try:
-            cur = con.execute(sql)
+            try:
+                cur = con.execute(sql)
+            except duckdb.ParserException as exc:
+                raise QueryError(str(exc)) from None
             names = [d[0] for d in cur.description or []]
             return names, cur.fetchall()
         finally:

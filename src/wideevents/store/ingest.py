@@ -53,15 +53,23 @@ class IngestResult:
     bad: list[str] = field(default_factory=list)
 
 
-def connect(paths: StorePaths, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the store (creating it owner-only); the caller holds the store lock."""
+def connect(
+    paths: StorePaths, *, read_only: bool = False, sandboxed: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """Open the store (creating it owner-only); the caller holds the store lock.
+
+    ``sandboxed``: no access to other files or the network (for SQL typed by a person).
+    """
     db = paths.db
     if not db.exists():
         if read_only:
             raise FileNotFoundError(f"no store at {db}: emit some events or run `wideevents demo`")
         _create(paths)
+    config: dict[str, str | bool | int | float | list[str]] = (
+        {"enable_external_access": False} if sandboxed else {}
+    )
     with private_umask():
-        con = duckdb.connect(str(db), read_only=read_only)
+        con = duckdb.connect(str(db), read_only=read_only, config=config)
     return con
 
 
