@@ -3,8 +3,8 @@
 Identifiers are quoted (any field name is safe) and every value the user typed is a ``?``
 parameter: user input never becomes SQL text. Aggregates are weighted by ``sample_rate``
 (an event kept 1 in n stands for n): ``count`` is Σ sample_rate, ``sum`` and ``avg`` weight
-each value, percentiles are weighted (computed over each event repeated sample_rate times,
-only when some event was sampled); ``count_distinct``, ``min`` and ``max`` are not weighted.
+each value, percentiles are weighted (with a running sum of weights, only when some event
+was sampled); ``count_distinct``, ``min`` and ``max`` are not weighted.
 Percentiles are *discrete*: the smallest value with at least p of the weight at or below it.
 """
 
@@ -152,37 +152,52 @@ def compile_query(
     where = where_sql(q.filters, q.time, schema, now, params)
     sql = f"WITH f AS (SELECT {', '.join(f_cols)} FROM {EVENTS} WHERE {where})"
 
-    # Percentiles of sampled data: over each event repeated sample_rate times (CTE p).
-    expand = weighted and any(c.op in PERCENTILES for c in q.calcs)
+    # Percentiles of sampled data are weighted: one CTE p<i> per percentile, the smallest
+    # value whose running weight reaches q of its group's weight (a window, no expansion).
+    weighted_pcts = {i for i, c in enumerate(q.calcs) if weighted and c.op in PERCENTILES}
     heatmaps: dict[str, list[float]] = {}
-    agg_cols, pct_cols = list(gkeys), list(gkeys)
+    agg_cols = list(gkeys)
     agg_params: list[Any] = []
-    pct_params: list[Any] = []
     for i, calc in enumerate(q.calcs):
         heat = None
         if calc.op == "heatmap":
             assert calc.field is not None
             lo, hi = (heatmap_bounds or {}).get(schema.resolve(calc.field), (0.0, 1.0))
             heat = heatmaps[calc.label] = _edges(lo, hi)
-        if expand and calc.op in PERCENTILES:
-            pct_cols.append(f"{_agg_sql(calc, schema, pct_params, heat)} AS c{i}")
-        else:
+        if i not in weighted_pcts:
             agg_cols.append(f"{_agg_sql(calc, schema, agg_params, heat)} AS c{i}")
         keys.append(calc.label)
     group_by = f" GROUP BY {', '.join(gkeys)}" if gkeys else ""
     agg_cols.append("count(*) AS __n")  # never an empty select list
     sql += f", a AS (SELECT {', '.join(agg_cols)} FROM f{group_by})"
     params += agg_params
+    source = "a"
+    partition = f"PARTITION BY {', '.join(gkeys)} " if gkeys else ""
+    for i in sorted(weighted_pcts):
+        calc = q.calcs[i]
+        assert calc.field is not None
+        column = schema.resolve(calc.field)
+        if not schema.is_numeric(column):
+            raise QueryError(
+                f"{calc.op}() needs a numeric field; {column!r} holds {schema.type_of(column)}"
+            )
+        col = _fcol(column)
+        sel_g = "".join(f"{g}, " for g in gkeys)
+        sql += (
+            f", p{i} AS (SELECT {sel_g}min(v) AS c{i} FROM ("
+            f"SELECT {sel_g}{col} AS v, "
+            f"sum(__w) OVER ({partition}ORDER BY {col} ROWS UNBOUNDED PRECEDING) AS cw, "
+            f"sum(__w) OVER ({partition.strip()}) AS tw FROM f WHERE {col} IS NOT NULL) "
+            f"WHERE cw >= ceil(? * tw){group_by})"
+        )
+        params.append(PERCENTILES[calc.op])
+        if gkeys:
+            on = " AND ".join(f"a.{g} IS NOT DISTINCT FROM p{i}.{g}" for g in gkeys)
+            source += f" LEFT JOIN p{i} ON {on}"
+        else:
+            source += f", p{i}"
     out = [f"a.{g}" for g in gkeys]
-    if expand:
-        sql += f", p AS (SELECT {', '.join(pct_cols)} FROM f, range(f.__w){group_by})"
-        params += pct_params
-        join = " AND ".join(f"a.{g} IS NOT DISTINCT FROM p.{g}" for g in gkeys)
-        source = f"a JOIN p ON {join}" if gkeys else "a, p"
-    else:
-        source = "a"
-    for i, calc in enumerate(q.calcs):
-        out.append(f"{'p' if expand and calc.op in PERCENTILES else 'a'}.c{i} AS c{i}")
+    out += [f"{f'p{i}' if i in weighted_pcts else 'a'}.c{i} AS c{i}" for i in range(len(q.calcs))]
     sql += f" SELECT {', '.join(out)} FROM {source}"
 
     labels = {c.label: i for i, c in enumerate(q.calcs)}
