@@ -398,3 +398,9 @@ def test_events_columns_and_trace_ids_are_checked(shop: str) -> None:
     for fmt in ("table", "json", "csv"):
         missing = cli("trace", "--db", shop, "f" * 32, "--format", fmt)
         assert missing.exit_code == 1 and "no events in trace" in missing.output
+
+
+def test_json_fields_come_back_as_json(tmp_path: Path) -> None:
+    db = make_store(tmp_path / "j.duckdb", [{"tags": ["a", "b"], "meta.redacted": ["password"]}])
+    (row,) = ok_json("events", "--db", str(db))
+    assert row["tags"] == ["a", "b"] and row["meta.redacted"] == ["password"]

@@ -69,8 +69,10 @@ def _cell(value: Any, *, csv_mode: bool = False) -> str:
     if isinstance(value, float):
         if csv_mode:
             return repr(value)
-        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+        if abs(value) >= 1e15 or (value != 0 and abs(value) < 1e-3):
             return f"{value:.3g}"
+        if abs(value) >= 1e4:
+            return f"{value:,.0f}"
         return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.3f}".rstrip("0").rstrip(".")
     if isinstance(value, int):
         return str(value) if csv_mode else f"{value:,}"

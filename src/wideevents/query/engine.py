@@ -10,6 +10,7 @@ second ago show), and keeps one connection until it is closed.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime, timezone
 from types import TracebackType
@@ -137,12 +138,23 @@ class Store:
         )
         params.append(int(limit))
         assert self.con is not None
-        cur = self.con.execute(sql, params)
+        return self._records(self.con.execute(sql, params))
+
+    def _records(self, cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+        """Rows as events: missing fields left out, JSON fields (lists, dicts) decoded."""
         names = [d[0] for d in cur.description or []]
-        return [
-            {k: v for k, v in zip(names, row, strict=True) if v is not None}
-            for row in cur.fetchall()
-        ]
+        json_columns = {n for n in names if self.schema.columns.get(n) == "JSON"}
+        out = []
+        for row in cur.fetchall():
+            record = {k: v for k, v in zip(names, row, strict=True) if v is not None}
+            for k in json_columns & record.keys():
+                if isinstance(record[k], str):
+                    try:
+                        record[k] = json.loads(record[k])
+                    except ValueError:
+                        pass
+            out.append(record)
+        return out
 
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
         """One trace's events in tree order, each with its ``depth``."""
@@ -150,11 +162,7 @@ class Store:
         cur = self.con.execute(
             f"SELECT * FROM {EVENTS} WHERE trace_id = ? ORDER BY timestamp", [trace_id.lower()]
         )
-        names = [d[0] for d in cur.description or []]
-        events = [
-            {k: v for k, v in zip(names, row, strict=True) if v is not None}
-            for row in cur.fetchall()
-        ]
+        events = self._records(cur)
         by_parent: dict[str | None, list[dict[str, Any]]] = {}
         ids = {e.get("span_id") for e in events}
         for e in events:
