@@ -41,6 +41,10 @@ os.register_at_fork(after_in_child=_rng.seed)
 
 _clock = time.perf_counter
 
+# Set by wideevents.otel.join_otel_traces(): a root event looks for an active OpenTelemetry
+# span to join. Off by default, so apps without OTel pay nothing for it.
+_otel_parent: Callable[[], tuple[int, int] | None] | None = None
+
 
 class Event:
     """One wide event: a name, flat fields, ids, timing; a context manager and a decorator.
@@ -94,8 +98,12 @@ class Event:
         parent = _current.get()
         if parent is None:
             if not self.trace_id:  # else continue_trace() set both ids
-                self.trace_id = _rand(128) or 1
-                self.parent_id = 0
+                ids = _otel_parent() if _otel_parent is not None else None
+                if ids is None:
+                    self.trace_id = _rand(128) or 1
+                    self.parent_id = 0
+                else:
+                    self.trace_id, self.parent_id = ids
             self._root = self
             self._trace_fields = None
         else:

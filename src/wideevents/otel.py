@@ -1,0 +1,102 @@
+"""Bridges with OpenTelemetry, for a codebase that already has OTel instrumentation.
+
+* :func:`join_otel_traces`: an event opened inside an active OTel span (one started by
+  ``opentelemetry-instrumentation-requests``, Django's or yours) becomes that span's child,
+  in the same trace.
+* :class:`WideEventsSpanProcessor`: spans from existing OTel instrumentation become wide
+  events in wideevents' sinks, redacted and sampled like any other, so they land in the
+  store and the query CLI works on them::
+
+      from opentelemetry import trace
+      from opentelemetry.sdk.trace import TracerProvider
+      from wideevents.otel import WideEventsSpanProcessor
+
+      provider = TracerProvider()
+      provider.add_span_processor(WideEventsSpanProcessor())
+      trace.set_tracer_provider(provider)
+
+Needs ``opentelemetry-sdk`` (``pip install 'wideevents[otlp]'``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import _event
+from ._client import DEFAULT, WideEvents
+from ._exceptions import MissingExtraError
+
+try:
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+    from opentelemetry.trace import StatusCode
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise MissingExtraError("otlp", "opentelemetry-sdk") from exc
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
+__all__ = ["WideEventsSpanProcessor", "join_otel_traces"]
+
+
+def _active_span_ids() -> tuple[int, int] | None:
+    context = otel_trace.get_current_span().get_span_context()
+    if context.is_valid:
+        return context.trace_id, context.span_id
+    return None
+
+
+def join_otel_traces(enabled: bool = True) -> None:
+    """Root events join the active OpenTelemetry span's trace (as its children)."""
+    _event._otel_parent = _active_span_ids if enabled else None
+
+
+class WideEventsSpanProcessor(SpanProcessor):
+    """Turn every finished OTel span into a wide event of *client* (default: the SDK's).
+
+    The event keeps the span's name, ids, times and attributes; an ERROR status becomes
+    ``error`` with ``error.message``; the span's exception event gives ``error.type``.
+    Installing it also turns on :func:`join_otel_traces`, so events and spans share traces.
+    """
+
+    def __init__(self, client: WideEvents = DEFAULT) -> None:
+        self._client = client
+        join_otel_traces()
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None or span.start_time is None or span.end_time is None:
+            return
+        fields: dict[str, Any] = dict(span.attributes or {})
+        if span.status.status_code is StatusCode.ERROR:
+            fields["error"] = True
+            for ev in span.events:
+                if ev.name == "exception" and ev.attributes:
+                    fields.setdefault("error.type", ev.attributes.get("exception.type"))
+                    fields.setdefault("error.message", ev.attributes.get("exception.message"))
+            if span.status.description:
+                fields.setdefault("error.message", span.status.description)
+        fields["otel.span.kind"] = span.kind.name.lower()
+        if span.instrumentation_scope is not None:
+            fields["otel.scope.name"] = span.instrumentation_scope.name
+        event = self._client.event(span.name, **fields)
+        event.trace_id = context.trace_id
+        event.span_id = context.span_id
+        event.parent_id = span.parent.span_id if span.parent is not None else 0
+        # The pipeline turns perf_counter readings into wall time: map the span's times there.
+        offset = time.time() - time.perf_counter()
+        event._t0 = span.start_time / 1e9 - offset
+        event._t1 = span.end_time / 1e9 - offset
+        event._root = event
+        event._trace_fields = None
+        (self._client._pipeline or self._client._ensure()).submit(event)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._client.flush(timeout_millis / 1000)
