@@ -212,3 +212,87 @@ def test_frameworks_are_optional_extras() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert out == ["'flask' is not installed: pip install 'wideevents[flask]'", "False"]
+
+
+def test_asgi_fastapi_under_uvicorn(tmp_path: Path) -> None:
+    port = _free_port()
+    db = tmp_path / "asgi.duckdb"
+    env = {
+        **os.environ,
+        "WIDEEVENTS_DB": str(db),
+        "WIDEEVENTS_INGEST_INTERVAL": "0",
+        "WIDEEVENTS_RAISE_INTERNAL": "0",
+        "WIDEEVENTS_SERVICE": "fastapi-shop",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(APPS),
+            "--port",
+            str(port),
+            "--log-level",
+            "critical",
+            "fastapi_app:app",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "uvicorn did not start"
+                time.sleep(0.1)
+        jobs: list[tuple[str, dict[str, str], int]] = []
+        for i in range(60):
+            headers = {"Authorization": f"Bearer {JWT}"}
+            if i % 3 == 0:
+                trace, span = _trace(i)
+                headers["traceparent"] = f"00-{trace}-{span}-01"
+            jobs.append((f"/users/{i}?token=SEKRET-{i}", headers, 200))
+        jobs += [("/boom", {}, 500)] * 10 + [("/nope", {}, 404)] * 10
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda j: _call(url + j[0], "GET", j[1]), jobs))
+        assert statuses == [j[2] for j in jobs]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    ingest_store(db)
+    paths = StorePaths.for_db(db)
+    with paths.lock(exclusive=False, timeout=30):
+        con = connect(paths, read_only=True)
+        try:
+            names = dict(con.execute("SELECT name, count(*) FROM events GROUP BY name").fetchall())
+            assert names == {"GET /users/{user_id}": 60, "GET /boom": 10, "GET": 10, "db.query": 60}
+            rows = con.execute(
+                'SELECT "user.id", trace_id, parent_id, "http.response.status_code", '
+                '"http.request.header.authorization" FROM events '
+                "WHERE name = 'GET /users/{user_id}'"
+            ).fetchall()
+            for user_id, trace_id, parent_id, status, auth in rows:
+                assert status == 200 and auth == "[REDACTED]"
+                if user_id % 3 == 0:
+                    assert (trace_id, parent_id) == _trace(user_id)
+            ((etype, message, status),) = con.execute(
+                'SELECT DISTINCT "error.type", "error.message", "http.response.status_code" '
+                "FROM events WHERE name = 'GET /boom'"
+            ).fetchall()
+            assert (etype, status) == ("RuntimeError", 500)
+            assert message == "database said: password=[REDACTED] rejected"
+            for secret in SECRETS:
+                ((n,),) = con.execute(
+                    'SELECT count(*) FROM events WHERE contains("url.path", ?) '
+                    'OR contains("http.request.header.authorization", ?)',
+                    [secret, secret],
+                ).fetchall()
+                assert n == 0
+        finally:
+            con.close()
