@@ -141,12 +141,18 @@ def heatmap(
             v = col[b] if b < len(col) else 0
             level = 0 if v <= 0 else 1 + int(math.log1p(v) / math.log1p(top) * (len(SHADES) - 2))
             cells.append(SHADES[min(level, len(SHADES) - 1)])
-        lines.append(f"{_cell(float(edges[b + 1])):>10} │{''.join(cells)}")
-    lines.append(f"{_cell(float(edges[0])):>10} └{'─' * len(columns)}")
+        lines.append(f"{_axis(edges[b + 1]):>10} │{''.join(cells)}")
+    lines.append(f"{_axis(edges[0]):>10} └{'─' * len(columns)}")
     if times:
         first, last = _cell(times[0]), _cell(times[-1])
         lines.append(" " * 12 + first + (" … " + last if len(times) > 1 else ""))
     return "\n".join(lines)
+
+
+def _axis(value: float) -> str:
+    """A heatmap axis label: four significant digits, thousands separated."""
+    v = float(f"{float(value):.4g}")
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
 
 
 def next_step(command: str) -> None:
