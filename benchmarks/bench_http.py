@@ -25,6 +25,13 @@ rotates from round to round; every figure is the median over rounds:
   ingester the wideevents workers start (sampled every 0.1 s from ``/proc``), the OTLP
   receiver for OTel. It is reported, not added to the gunicorn figure.
 
+Because the machine's speed drifts, each variant is also compared with ``plain`` round by
+round (runs within a minute of each other), and wideevents' p99 is split by whether an
+ingester ran during the run. The sink starts an ingester when the oldest waiting segment is
+a minute old (or 32 MiB wait), so in the full run most wideevents rounds see one, ingesting
+the previous round's events (close to the steady-state share); ``--quick`` rounds are too
+short and close together for one to start, so quick figures leave the ingester out.
+
 The machine has as many cores as there are workers, so wrk competes with them for CPU: its
 own CPU time (``getrusage`` of the child) and the machine's busy share (``/proc/stat``) are
 reported per variant. wrk is the same for every variant, so its share is common-mode, and
