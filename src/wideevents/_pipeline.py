@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ._event import Event
 
 _BATCH = 4096
-_POLL = 0.1
+_POLL = 0.02  # a drain every 20 ms keeps each GIL hold short (p99 under load)
 _OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC
 
 _pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
