@@ -147,16 +147,8 @@ class Redactor:
         if action is None:
             if self._allowed is not None and not self._allowed(key):
                 action = _DROP_KEY
-            elif self._hashed(key):
-                action = _HASH
-            elif (
-                self._key_re is not None
-                and not self._safe(key)
-                and self._key_re.search(key.lower()) is not None
-            ):
-                action = _REDACT
             else:
-                action = _PASS
+                action = self._action_unscoped(key)
             if len(self._key_action) >= _CACHE_LIMIT:
                 self._key_action.clear()
             self._key_action[key] = action
@@ -168,6 +160,7 @@ class Redactor:
         return _REDACT if action == _DROP_KEY else action
 
     def _action_unscoped(self, key: str) -> int:
+        """What the key asks for, allow-only aside: hashing, then the key patterns."""
         if self._hashed(key):
             return _HASH
         if self._key_re is not None and not self._safe(key) and self._key_re.search(key.lower()):

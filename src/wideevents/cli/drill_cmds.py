@@ -176,15 +176,14 @@ def events(
     time = parse_time(since, start, end)
     with Store(db) as store:
         rows = store.events(filters, time, order=order, descending=not asc, limit=limit)
+        # Unknown names: Error, exit 2, with close names.
+        named = [store.schema.resolve(c.strip()) for c in columns.split(",")] if columns else None
     if fmt == "json":
         out.emit_json(rows)
         return
-    chosen = [c.strip() for c in columns.split(",")] if columns else _default_columns(rows)
-    if columns:
-        with Store(db, ingest_first=False) as store:
-            chosen = [store.schema.resolve(c) for c in chosen]  # unknown: Error, exit 2
+    chosen = named if named is not None else _default_columns(rows)
     if fmt == "csv":
-        out.emit_csv(rows, columns if columns is None else chosen)
+        out.emit_csv(rows, named)
         return
     click.echo(out.table(rows, chosen) if rows else "no events match")
     if rows and rows[0].get("trace_id"):

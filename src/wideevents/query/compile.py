@@ -91,10 +91,8 @@ def _agg_sql(calc: Calc, schema: Schema, params: list[Any], heat: list[float] | 
     assert calc.field is not None
     column = schema.resolve(calc.field)
     col = _fcol(column)
-    if calc.op in ("sum", "avg", "heatmap", *PERCENTILES) and not schema.is_numeric(column):
-        raise QueryError(
-            f"{calc.op}() needs a numeric field; {column!r} holds {schema.type_of(column)}"
-        )
+    if calc.op in ("sum", "avg", "heatmap", *PERCENTILES):
+        _require_numeric(calc, schema, column)
     if calc.op == "count_distinct":
         return f"count(DISTINCT {col})"
     if calc.op in ("min", "max"):
@@ -114,6 +112,13 @@ def _agg_sql(calc: Calc, schema: Schema, params: list[Any], heat: list[float] | 
         params.extend([heat[i], heat[i + 1]])
         parts.append(f"coalesce(sum(__w) FILTER (WHERE {col} >= ? AND {col} {upper} ?), 0)")
     return "[" + ", ".join(parts) + "]"
+
+
+def _require_numeric(calc: Calc, schema: Schema, column: str) -> None:
+    if not schema.is_numeric(column):
+        raise QueryError(
+            f"{calc.op}() needs a numeric field; {column!r} holds {schema.type_of(column)}"
+        )
 
 
 def _fcol(column: str) -> str:
@@ -177,10 +182,7 @@ def compile_query(
         calc = q.calcs[i]
         assert calc.field is not None
         column = schema.resolve(calc.field)
-        if not schema.is_numeric(column):
-            raise QueryError(
-                f"{calc.op}() needs a numeric field; {column!r} holds {schema.type_of(column)}"
-            )
+        _require_numeric(calc, schema, column)
         col = _fcol(column)
         sel_g = "".join(f"{g}, " for g in gkeys)
         sql += (

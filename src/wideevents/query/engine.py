@@ -207,12 +207,8 @@ def run_sql(db: str | os.PathLike[str] | None, sql: str) -> tuple[list[str], lis
     """The escape hatch: ingest, then run *sql* on a read-only connection that can read no
     other file and reach no network."""
     paths = StorePaths.for_db(db)
-    if not paths.db.exists() and not paths.spool.exists():
-        raise StoreError(
-            f"no store at {paths.db}: emit some events first, or run `wideevents demo`"
-        )
     with Store(db):
-        pass  # ingests under the exclusive lock
+        pass  # refuses a missing store; ingests under the exclusive lock
     with paths.lock(exclusive=False, timeout=30.0):
         con = connect(paths, read_only=True, sandboxed=True)
         try:
