@@ -138,6 +138,23 @@ class Pipeline:
             with self._drop_lock:
                 self.dropped += 1
 
+    def export_now(self, events: list[Event]) -> int:
+        """Sample, redact and export *events* on the caller's thread, past the queue.
+
+        For a receiver (``wideevents serve``) that must answer only once what it accepted is
+        with the sinks, and must never drop it for a full queue. Returns how many were
+        exported; the worker still flushes the sinks on its schedule.
+        """
+        if self._thread is None:
+            self._start()
+        with self._work:
+            self.submitted += len(events)
+            batch = self._encode(events)
+            if batch is None:
+                return 0
+            self._export(batch)
+            return len(batch.records)
+
     def _start(self) -> None:
         with self._drop_lock:
             if self._thread is not None or self._stop:

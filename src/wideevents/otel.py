@@ -20,12 +20,12 @@ Needs ``opentelemetry-sdk`` (``pip install 'wideevents[otlp]'``).
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from . import _event
 from ._client import DEFAULT, WideEvents
 from ._exceptions import MissingExtraError
+from ._spans import span_event
 
 try:
     from opentelemetry import trace as otel_trace
@@ -55,8 +55,9 @@ def join_otel_traces(enabled: bool = True) -> None:
 class WideEventsSpanProcessor(SpanProcessor):
     """Turn every finished OTel span into a wide event of *client* (default: the SDK's).
 
-    The event keeps the span's name, ids, times and attributes; an ERROR status becomes
-    ``error`` with ``error.message``; the span's exception event gives ``error.type``.
+    The mapping (shared with the OTLP receiver of ``wideevents serve``) is
+    :func:`wideevents._spans.span_event`: name, ids, times and attributes; an ERROR status
+    becomes ``error`` with ``error.message``; the span's exception event gives ``error.type``.
     Installing it also turns on :func:`join_otel_traces`, so events and spans share traces.
     """
 
@@ -71,29 +72,24 @@ class WideEventsSpanProcessor(SpanProcessor):
         context = span.context
         if context is None or span.start_time is None or span.end_time is None:
             return
-        fields: dict[str, Any] = dict(span.attributes or {})
-        if span.status.status_code is StatusCode.ERROR:
-            fields["error"] = True
-            for ev in span.events:
-                if ev.name == "exception" and ev.attributes:
-                    fields.setdefault("error.type", ev.attributes.get("exception.type"))
-                    fields.setdefault("error.message", ev.attributes.get("exception.message"))
-            if span.status.description:
-                fields.setdefault("error.message", span.status.description)
-        fields["otel.span.kind"] = span.kind.name.lower()
-        if span.instrumentation_scope is not None:
-            fields["otel.scope.name"] = span.instrumentation_scope.name
-        event = self._client.event(span.name, **fields)
-        event.trace_id = context.trace_id
-        event.span_id = context.span_id
-        event.parent_id = span.parent.span_id if span.parent is not None else 0
-        # The pipeline turns perf_counter readings into wall time: map the span's times there.
-        offset = time.time() - time.perf_counter()
-        event._t0 = span.start_time / 1e9 - offset
-        event._t1 = span.end_time / 1e9 - offset
-        event._root = event
-        event._trace_fields = None
-        (self._client._pipeline or self._client._ensure()).submit(event)
+        pipeline = self._client._pipeline or self._client._ensure()
+        scope = span.instrumentation_scope
+        event = span_event(
+            pipeline,
+            span.name,
+            trace_id=context.trace_id,
+            span_id=context.span_id,
+            parent_id=span.parent.span_id if span.parent is not None else 0,
+            start_ns=span.start_time,
+            end_ns=span.end_time,
+            attributes=span.attributes or {},
+            kind=span.kind.name.lower(),
+            error=span.status.status_code is StatusCode.ERROR,
+            status_message=span.status.description or "",
+            events=[(e.name, e.timestamp, e.attributes or {}) for e in span.events],
+            scope_name=scope.name if scope is not None else None,
+        )
+        pipeline.submit(event)
 
     def shutdown(self) -> None:
         pass

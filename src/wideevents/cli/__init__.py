@@ -8,6 +8,7 @@ from .._version import __version__
 from .demo_cmd import demo
 from .drill_cmds import breakdown, events, fields, sql, trace
 from .query_cmd import query
+from .serve_cmd import serve
 from .store_commands import export, ingest, prune
 
 
@@ -31,3 +32,4 @@ for command in (query, breakdown, events, trace, fields, sql, demo):
 main.add_command(ingest)
 main.add_command(prune)
 main.add_command(export)
+main.add_command(serve)

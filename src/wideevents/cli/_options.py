@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -12,8 +11,6 @@ import click
 from ..store.paths import default_db_path
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def db_option(func: F) -> F:
@@ -49,10 +46,13 @@ class DurationType(_ParamType):
     ) -> timedelta:
         if isinstance(value, timedelta):
             return value
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(value))
-        if not m:
-            self.fail(f"{value!r} is not a duration such as 90s, 15m, 1h, 7d or 2w", param, ctx)
-        out = Duration(**{_UNITS[m.group(2)]: float(m.group(1))})
+        from ..query.parse import QueryError, parse_duration
+
+        try:
+            parsed = parse_duration(str(value))
+        except QueryError as exc:
+            self.fail(exc.message, param, ctx)
+        out = Duration(seconds=parsed.total_seconds())
         out.text = str(value).strip()
         return out
 
@@ -79,6 +79,8 @@ def handle_errors(func: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except click.exceptions.Exit:
+            raise  # an exit code chosen by the command (a RuntimeError to click)
         except QueryError as exc:
             raise BadInput(str(exc)) from None
         except (StoreLocked, duckdb.Error, OSError, RuntimeError) as exc:
@@ -123,22 +125,18 @@ def time_options(func: F) -> F:
 
 
 def parse_time(since: timedelta | None, start: str | None, end: str | None) -> Any:
-    from datetime import datetime, timezone
-
     from ..query.model import TimeRange
+    from ..query.parse import QueryError
+    from ..query.parse import parse_time as when
 
-    def when(text: str | None, flag: str) -> datetime | None:
-        if text is None:
-            return None
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise BadInput(
-                f"{flag} {text!r} is not an ISO time such as 2026-11-26T08:00Z"
-            ) from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-    return TimeRange(since=since, start=when(start, "--from"), end=when(end, "--to"))
+    try:
+        return TimeRange(
+            since=since,
+            start=None if start is None else when(start, "--from"),
+            end=None if end is None else when(end, "--to"),
+        )
+    except QueryError as exc:
+        raise BadInput(exc.message) from None
 
 
 def parse_wheres(where: tuple[str, ...]) -> list[Any]:

@@ -178,6 +178,17 @@ class Store:
         walk(None, 0)
         return ordered
 
+    def time_bounds(
+        self, filters: list[Filter], time: TimeRange
+    ) -> tuple[datetime | None, datetime | None]:
+        """The first and last timestamp of the events that pass *filters* and *time*."""
+        params: list[Any] = []
+        where = where_sql(filters, time, self.schema, self.now, params)
+        ((lo, hi),) = self._rows(
+            f"SELECT min(timestamp), max(timestamp) FROM {EVENTS} WHERE {where}", params
+        )
+        return lo, hi
+
     def fields(self) -> list[dict[str, Any]]:
         """The schema: each field's type, (approximate) distinct count and null share."""
         columns = list(self.schema.columns)

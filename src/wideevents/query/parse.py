@@ -6,7 +6,9 @@ error.message contains timeout   `odd field name` exists           p99(duration_
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from .model import CALC_OPS, FILTER_OPS, LIST_OPS, UNARY_OPS, Calc, Filter, Having, Order
 
@@ -207,3 +209,23 @@ def parse_order(text: str) -> Order:
     if not text.strip():
         raise QueryError("empty order: write KEY [asc|desc]")
     return Order(text.strip(), True)
+
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``1h``, ``7d``, ``2w`` (for ``--since`` and ``--granularity``)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(text))
+    if not m:
+        raise QueryError(f"{text!r} is not a duration such as 90s, 15m, 1h, 7d or 2w")
+    return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+
+
+def parse_time(text: str, flag: str = "time") -> datetime:
+    """An ISO time such as ``2026-11-26T08:00Z``; a time without a zone is UTC."""
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(f"{flag} {text!r} is not an ISO time such as 2026-11-26T08:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -1,0 +1,56 @@
+"""``wideevents serve``: the web UI and an OTLP/HTTP receiver on one port."""
+
+from __future__ import annotations
+
+import click
+
+from ..store.paths import StorePaths, private_umask
+from ._options import BadInput, db_option
+
+
+@click.command()
+@db_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind. Anything but loopback needs a token.",
+)
+@click.option("--port", default=4318, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="WIDEEVENTS_SERVE_TOKEN",
+    default=None,
+    metavar="TOKEN",
+    help="Require 'Authorization: Bearer TOKEN' on every API and OTLP request "
+    "(default: WIDEEVENTS_SERVE_TOKEN). Open the UI once as /?token=TOKEN.",
+)
+def serve(db: str, host: str, port: int, token: str | None) -> None:
+    """A local web UI for the drill-down, and an OTLP/HTTP receiver on /v1/traces.
+
+    Point any OpenTelemetry SDK at it (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318);
+    each span becomes a wide event in the store, redacted like the SDK's own events.
+
+    \b
+      wideevents serve --db demo.duckdb
+      WIDEEVENTS_SERVE_TOKEN=… wideevents serve --host 0.0.0.0
+    """
+    try:
+        from .. import serve as server
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not token and not server.is_loopback(host):
+        raise BadInput(
+            f"--host {host} is not a loopback address: anyone who can reach it could read "
+            "the store and write to it; set --token (or WIDEEVENTS_SERVE_TOKEN)"
+        )
+    if token is not None and len(token) < 16:
+        raise BadInput("--token must be at least 16 characters (try: openssl rand -hex 16)")
+    paths = StorePaths.for_db(db)
+    with private_umask():  # the store, its spool and segments: owner-only
+        paths.ensure_spool()
+        where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        click.echo(f"wideevents serve: {paths.db}", err=True)
+        click.echo(f"  UI         {where}/" + ("?token=…" if token else ""), err=True)
+        click.echo(f"  OTLP/HTTP  {where}/v1/traces", err=True)
+        server.run(str(paths.db), host=host, port=port, token=token)

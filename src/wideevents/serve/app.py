@@ -1,0 +1,160 @@
+"""The Starlette app of ``wideevents serve``: the UI, its JSON API and the OTLP receiver.
+
+Access: on loopback with no token, only requests that name this machine in their ``Host``
+header are served (a web page elsewhere cannot reach the API through DNS rebinding). With a
+token, every ``/api/`` and ``/v1/`` request must carry ``Authorization: Bearer TOKEN``,
+compared in constant time. The page and its scripts (the same public files as in the wheel,
+no data) load without it; the page takes the token once from ``?token=``, keeps it in the
+tab's ``sessionStorage`` and drops it from the address bar.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import otlp
+from .api import Api, error_response
+
+STATIC = Path(__file__).parent / "static"
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+class BearerToken:
+    """ASGI middleware: ``/api/`` and ``/v1/`` need ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith(("/api/", "/v1/")):
+            got = b""
+            for name, value in scope.get("headers", ()):
+                if name == b"authorization":
+                    got = value
+                    break
+            if not hmac.compare_digest(got, self.expected):
+                response = Response(
+                    json.dumps({"error": "missing or wrong token: send Authorization: Bearer …"}),
+                    401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                    media_type="application/json",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Traces:
+    """``POST /v1/traces``."""
+
+    def __init__(self, receiver: otlp.Receiver, max_body: int = otlp.MAX_BODY) -> None:
+        self.receiver = receiver
+        self.max_body = max_body
+
+    async def handle(self, request: Request) -> Response:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        answer = otlp.JSON if kind == otlp.JSON else otlp.PROTOBUF
+        try:
+            body = await self._body(request)
+            if request.headers.get("content-encoding", "").lower() == "gzip":
+                body = otlp.gunzip(body, self.max_body)
+            elif request.headers.get("content-encoding", "identity").lower() != "identity":
+                raise otlp.OTLPError(415, "Content-Encoding: send gzip or nothing")
+            message = otlp.decode(body, kind)
+            _, rejected, why = await run_in_threadpool(self.receiver.accept, message)
+        except otlp.OTLPError as exc:
+            code = {400: 3, 413: 8, 415: 3, 503: 14}.get(exc.status, 2)
+            return Response(
+                otlp.status_body(answer, code, exc.message), exc.status, media_type=answer
+            )
+        return Response(otlp.response(answer, rejected, why), 200, media_type=answer)
+
+    async def _body(self, request: Request) -> bytes:
+        """The body, up to the limit. A body over it is still read (and dropped) up to four
+        times the limit, so the client can read the 413 rather than meet a broken pipe."""
+        limit = self.max_body
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > 4 * limit:
+            raise otlp.OTLPError(413, f"the body is over {limit} bytes")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            elif size > 4 * limit:
+                break
+        if size > limit:
+            raise otlp.OTLPError(413, f"the body is over {limit} bytes")
+        return b"".join(chunks)
+
+
+def create_app(
+    db: str,
+    *,
+    token: str | None = None,
+    host: str = "127.0.0.1",
+    max_body: int = otlp.MAX_BODY,
+) -> Starlette:
+    """The whole server for the store at *db*."""
+    receiver = otlp.Receiver(db)
+    api = Api(db, before_read=receiver.seal)
+
+    async def index(request: Request) -> Response:
+        page = STATIC / "index.html"
+        if not page.exists():
+            return error_response(500, "the UI is not built: run `make ui` in a checkout")
+        return FileResponse(page, headers={"Cache-Control": "no-store"})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(404, f"nothing at {request.url.path}")
+
+    async def failure(request: Request, exc: Exception) -> Response:
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(receiver.close)
+
+    routes: list[Any] = [
+        Route("/", index),
+        Route("/v1/traces", Traces(receiver, max_body).handle, methods=["POST"]),
+        Route("/api/query", api.query),
+        Route("/api/breakdown", api.breakdown),
+        Route("/api/events", api.events),
+        Route("/api/trace/{trace_id}", api.trace),
+        Route("/api/fields", api.fields),
+    ]
+    if (STATIC / "assets").is_dir():
+        routes.append(Mount("/assets", StaticFiles(directory=STATIC / "assets")))
+    middleware = []
+    if token:
+        middleware.append(Middleware(BearerToken, token=token))
+    elif host in LOOPBACK:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK)))
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: not_found, Exception: failure},
+        lifespan=lifespan,
+    )
+    app.state.receiver = receiver
+    return app

@@ -1,0 +1,351 @@
+"""The OTLP/HTTP receiver of `wideevents serve`, fed by OpenTelemetry SDKs no one here wrote.
+
+Every test starts `wideevents serve` as a real process and reads the store afterwards
+through the query API (which ingests first).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from wideevents.query import Query, Store, parse_filter
+
+from .serve_helpers import Served, serve
+
+HERE = Path(__file__).parent
+NODE_CLIENT = HERE / "node_client"
+
+
+def _run_python_client(url: str, service: str, traces: int, token: str | None = None) -> list[Any]:
+    args = [sys.executable, str(HERE / "otel_client.py"), url, service, str(traces)]
+    if token:
+        args.append(token)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def _count(db: Path, *where: str) -> int:
+    with Store(db) as store:
+        rows = store.query(Query(filters=[parse_filter(w) for w in where], limit=1))
+    return int(rows[0]["count"]) if rows else 0
+
+
+def _store_bytes(db: Path) -> bytes:
+    """Every byte the store holds on disk: the database, its WAL and the spool."""
+    data = b""
+    for path in [db, Path(str(db) + ".wal"), *sorted(Path(str(db) + ".spool").rglob("*"))]:
+        if path.is_file():
+            data += path.read_bytes()
+    return data
+
+
+def test_python_sdk_spans_become_events_with_ids_parents_attributes_and_no_secrets(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "otlp.duckdb"
+    with serve(db) as srv:
+        sent = _run_python_client(srv.url, "py-payments", 20)
+    with Store(db) as store:
+        for t in sent[:5]:
+            got = {e["span_id"]: e for e in store.trace(t["trace_id"])}
+            root, child = got[t["root"]], got[t["child"]]
+            assert root["parent_id"] is None if "parent_id" in root else True
+            assert "parent_id" not in root
+            assert child["parent_id"] == t["root"]
+            assert root["name"] == "POST /pay" and child["name"] == "charge"
+            assert root["service.name"] == "py-payments" and root["service.version"] == "9.9.9"
+            assert root["telemetry.sdk.language"] == "python"
+            assert root["http.route"] == "/pay" and root["otel.span.kind"] == "server"
+            assert root["otel.scope.name"] == "otel-client"
+            assert child["otel.span.kind"] == "client" and child["card.brand"] == "visa"
+            assert root["duration_ms"] >= child["duration_ms"] >= 0
+            assert root["url.full"].endswith("?token=[REDACTED]")
+            assert root["http.request.header.authorization"] == "[REDACTED]"
+        failed = store.trace(sent[0]["trace_id"])[1]
+        assert failed["error"] is True
+        assert failed["error.type"] == "TimeoutError"
+        assert failed["error.message"] == "gateway timeout"
+    assert _count(db) == 40
+    assert _count(db, "error = true") == 4
+    stored = _store_bytes(db)
+    assert b"PY-SEKRET" not in stored and b"py-abcdefghijklmnop" not in stored
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH")
+def test_node_sdk_spans_become_events(tmp_path: Path) -> None:
+    if not (NODE_CLIENT / "node_modules").is_dir():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_CLIENT, check=True, timeout=300
+        )
+    db = tmp_path / "node.duckdb"
+    with serve(db) as srv:
+        out = subprocess.run(
+            ["node", str(NODE_CLIENT / "send.js"), srv.url, "node-orders", "30"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+    sent = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(sent) == 30
+    with Store(db) as store:
+        for t in sent:
+            got = {e["span_id"]: e for e in store.trace(t["trace_id"])}
+            root, child = got[t["root"]], got[t["child"]]
+            assert child["parent_id"] == t["root"] and "parent_id" not in root
+            assert root["service.name"] == "node-orders" and root["host.name"] == "node-host-1"
+            assert root["http.response.status_code"] == 200
+            assert root["otel.span.kind"] == "server" and child["otel.span.kind"] == "client"
+            assert child["db.rows"] == 3 and child["error"] is True
+            assert child["error.type"] == "QueryTimeout"
+            assert child["error.message"] == "statement timeout"
+            assert root["http.request.header.authorization"] == "[REDACTED]"
+    stored = _store_bytes(db)
+    assert b"NODE-SEKRET" not in stored and b"node-abcdefghijklmnop" not in stored
+
+
+def _request(n: int, service: str = "hand", start: int = 0) -> ExportTraceServiceRequest:
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", service
+    spans = rs.scope_spans.add()
+    for i in range(start, start + n):
+        span = spans.spans.add()
+        span.trace_id = (i + 1).to_bytes(16, "big")
+        span.span_id = (i + 1).to_bytes(8, "big")
+        span.name = "op"
+        span.start_time_unix_nano = 1_764_000_000_000_000_000 + i
+        span.end_time_unix_nano = span.start_time_unix_nano + 2_000_000
+        attr = span.attributes.add()
+        attr.key, attr.value.int_value = "i", i
+    return req
+
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+def test_json_encoding_hex_ids_and_a_json_answer(tmp_path: Path) -> None:
+    db = tmp_path / "json.duckdb"
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "c"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "curl"},
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "parentSpanId": "eee19b7ec3c1b173",
+                                "name": "json-span",
+                                "kind": 2,
+                                "startTimeUnixNano": "1764143000000000000",
+                                "endTimeUnixNano": "1764143000250000000",
+                                "attributes": [
+                                    {"key": "n", "value": {"intValue": "42"}},
+                                    {"key": "ok", "value": {"boolValue": True}},
+                                    {
+                                        "key": "tags",
+                                        "value": {
+                                            "arrayValue": {
+                                                "values": [
+                                                    {"stringValue": "a"},
+                                                    {"stringValue": "b"},
+                                                ]
+                                            }
+                                        },
+                                    },
+                                ],
+                                "status": {"code": 2, "message": "boom"},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    with serve(db) as srv:
+        status, answer = srv.post(
+            "/v1/traces", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        assert (status, json.loads(answer)) == (200, {})
+        status, rows = srv.get("/api/trace/5b8efff798038103d269b633813fc60c")
+    assert status == 200
+    (ev,) = rows
+    assert ev["span_id"] == "eee19b7ec3c1b174" and ev["parent_id"] == "eee19b7ec3c1b173"
+    assert ev["n"] == 42 and ev["ok"] is True and ev["tags"] == ["a", "b"]
+    assert ev["duration_ms"] == 250.0
+    # Times pass through the pipeline's monotonic clock: exact to a microsecond or two.
+    at = datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00"))
+    assert abs(at.timestamp() - 1_764_143_000) < 3e-6
+    assert ev["error"] is True and ev["error.message"] == "boom"
+    assert ev["otel.span.kind"] == "server" and ev["service.name"] == "c"
+
+
+def test_malformed_bodies_get_400_with_a_message_and_lose_nothing_accepted(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "bad.duckdb"
+    with serve(db) as srv:
+        good = _request(100).SerializeToString()
+        status, answer = srv.post("/v1/traces", good, PROTOBUF)
+        assert status == 200
+        assert not ExportTraceServiceResponse.FromString(answer).HasField("partial_success")
+        bad = [
+            (b"\xff\xff\xff garbage", PROTOBUF, b"not an OTLP protobuf"),
+            (good[: len(good) // 2], PROTOBUF, b"not an OTLP protobuf"),
+            (b"{not json", {"Content-Type": "application/json"}, b"not an OTLP JSON"),
+            (b'{"resourceSpans": 3}', {"Content-Type": "application/json"}, b"not a list"),
+            (b"not gzip", {**PROTOBUF, "Content-Encoding": "gzip"}, b"not valid gzip"),
+            (good, {"Content-Type": "text/plain"}, b"Content-Type"),
+        ]
+        for body, headers, message in bad:
+            status, answer = srv.post("/v1/traces", body, headers)
+            assert status in (400, 415), (message, status)
+            assert message in answer
+        # A span with a bad id is refused alone, as a partial success.
+        req = _request(3, start=100)
+        req.resource_spans[0].scope_spans[0].spans[0].trace_id = b"short"
+        status, answer = srv.post("/v1/traces", req.SerializeToString(), PROTOBUF)
+        partial = ExportTraceServiceResponse.FromString(answer).partial_success
+        assert (status, partial.rejected_spans) == (200, 1) and partial.error_message
+        status, answer = srv.post(
+            "/v1/traces", gzip.compress(good), {**PROTOBUF, "Content-Encoding": "gzip"}
+        )
+        assert status == 200
+    assert _count(db) == 202
+    assert _count(db, "i = 99") == 2
+
+
+def test_oversized_bodies_and_gzip_bombs_get_413(tmp_path: Path) -> None:
+    db = tmp_path / "big.duckdb"
+    with serve(db) as srv:
+        status, _ = srv.post("/v1/traces", _request(5).SerializeToString(), PROTOBUF)
+        assert status == 200
+        huge = b"\x00" * (17 << 20)
+        status, answer = srv.post("/v1/traces", huge, PROTOBUF)
+        assert status == 413 and b"over" in answer
+        bomb = gzip.compress(b"\x00" * (64 << 20), 9)  # 64 MiB from ~64 KiB
+        assert len(bomb) < 1 << 20
+        status, answer = srv.post("/v1/traces", bomb, {**PROTOBUF, "Content-Encoding": "gzip"})
+        assert status == 413 and b"decompressed" in answer
+        status, _ = srv.get("/api/fields")
+        assert status == 200  # still serving
+    assert _count(db) == 5
+
+
+def test_a_burst_of_50k_spans_from_concurrent_clients_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "burst.duckdb"
+    clients, traces = 5, 5_000  # two spans a trace: 50,000 spans
+    with serve(db) as srv, ThreadPoolExecutor(clients) as pool:
+        sent = list(
+            pool.map(lambda k: _run_python_client(srv.url, f"burst-{k}", traces), range(clients))
+        )
+    assert sum(len(s) for s in sent) == clients * traces
+    assert _count(db, "service.name starts-with burst-") == 2 * clients * traces
+    with Store(db) as store:
+        rows = store.query(
+            Query(filters=[parse_filter("name = charge")], group_by=["service.name"], limit=10)
+        )
+    assert sorted((r["service.name"], r["count"]) for r in rows) == [
+        (f"burst-{k}", traces) for k in range(clients)
+    ]
+
+
+def test_with_a_token_every_request_needs_it(tmp_path: Path) -> None:
+    db = tmp_path / "token.duckdb"
+    token = "t0ken-" + os.urandom(12).hex()
+    with serve(db, token=token) as srv:
+        body = _request(2).SerializeToString()
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-token-wrong-token"},
+            {"Authorization": token},
+        ):
+            anonymous = Served(srv.url, db, srv.proc, srv.log, None)
+            status, _ = anonymous.post("/v1/traces", body, {**PROTOBUF, **headers})
+            assert status == 401
+            req_status, answer = _get(srv.url + "/api/fields", headers)
+            assert req_status == 401 and "token" in answer["error"]
+        sent = _run_python_client(srv.url, "with-token", 3, token)
+        status, rows = srv.get(f"/api/trace/{sent[0]['trace_id']}")
+        assert status == 200 and len(rows) == 2
+        # The page itself (no data) loads without it, to take the token from ?token=.
+        page = _get_text(srv.url + "/")
+        assert '<div id="app"' in page or "<html" in page
+    assert _count(db) == 6
+
+
+def _get(url: str, headers: dict[str, str]) -> tuple[int, Any]:
+    from .serve_helpers import call
+
+    return call(url, headers)
+
+
+def _get_text(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
+
+
+def test_a_non_loopback_host_without_a_token_refuses_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "WIDEEVENTS_SERVE_TOKEN"}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wideevents.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "x.duckdb"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("Error: --host 0.0.0.0 is not a loopback address")
+    assert "Traceback" not in out.stderr
+
+
+def test_loopback_refuses_a_foreign_host_header(tmp_path: Path) -> None:
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 must not read the store."""
+    db = tmp_path / "rebind.duckdb"
+    with serve(db) as srv:
+        status, _ = srv.post("/v1/traces", _request(1).SerializeToString(), PROTOBUF)
+        assert status == 200
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(srv.url + "/api/fields", headers={"Host": "evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        err.value.close()
+        assert err.value.code == 400
+        assert srv.get("/api/fields")[0] == 200
