@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test lint fmt bench bench-ingest bench-query bench-http demo clean
+.PHONY: install test lint fmt bench bench-ingest bench-query bench-http bench-serve demo ui browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,18 @@ fmt: install
 	$(BIN)/ruff format src tests benchmarks examples scripts
 	$(BIN)/ruff check --fix src tests benchmarks examples scripts
 
-test: lint
+test: lint browser tests/node_client/node_modules
 	$(BIN)/python -m pytest
+
+browser:                               # Debian's chromium, for the UI tests in a real browser
+	@command -v chromium >/dev/null || apt-get install -y -q chromium \
+		|| (apt-get update -q && apt-get install -y -q chromium)
+
+tests/node_client/node_modules: tests/node_client/package-lock.json  # the Node.js OTel SDK
+	if command -v npm >/dev/null; then cd tests/node_client && npm ci --no-audit --no-fund; fi
+
+ui:                                    # rebuild the UI into src/wideevents/serve/static/
+	cd ui && npm ci --no-audit --no-fund && npm run build
 
 bench: $(VENV)/.installed-bench        # the SDK's cost per event, against its peers (~1 min)
 	$(BIN)/python benchmarks/bench_hot_path.py
@@ -43,8 +53,11 @@ bench-query: $(VENV)/.installed-bench  # 10M events, against a JSON column and c
 bench-http: $(VENV)/.installed-bench   # Flask under gunicorn + wrk: plain, wideevents, OTel
 	$(BIN)/python benchmarks/bench_http.py
 
+bench-serve: $(VENV)/.installed-bench  # OTLP spans/s into serve; UI API round trips on 10M events
+	$(BIN)/python benchmarks/bench_serve.py --data .bench-data
+
 demo: install
 	$(BIN)/wideevents demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis ui/node_modules tests/node_client/node_modules

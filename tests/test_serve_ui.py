@@ -1,0 +1,154 @@
+"""The UI of `wideevents serve` in a real browser: Debian's chromium, driven by Playwright.
+
+The demo's store (a smaller one), `wideevents serve` as a process, and a person's path
+through it: a query, a box dragged around the slow cluster on the heatmap, the breakdown
+naming the planted build, its events, a trace, a filter from a breakdown value, and a
+broken query that must show an error. Screenshots of each view land in tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+
+from wideevents.cli.demo_cmd import NEW_BUILD, generate
+
+from .serve_helpers import Served, serve
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    db = tmp_path_factory.mktemp("ui") / "demo.duckdb"
+    generate(db, 6000)  # ~22k events: three hours with the planted incident
+    with serve(db) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _hash(**params: str | list[str]) -> str:
+    parts = []
+    for key, value in params.items():
+        for v in [value] if isinstance(value, str) else value:
+            parts.append(f"{key}={quote(v)}")
+    return "#" + "&".join(parts)
+
+
+def test_drag_a_box_on_the_heatmap_and_drill_down_to_a_trace(
+    demo_server: Served, browser: Any
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    view = _hash(
+        calc=["count", "p99(duration_ms)"],
+        where="http.route = /checkout",
+        group_by="service.version",
+        heat="duration_ms",
+        granularity="auto",
+    )
+    page.goto(demo_server.url + "/" + view)
+    page.wait_for_function("() => window.wideevents.heatmap !== null", timeout=30_000)
+    assert "2026.11.26-7be21d0" in page.locator("#results").inner_text()
+
+    # The planted cluster: the last 45 minutes, slower than ~600 ms. Drag around it.
+    box = page.evaluate(
+        """() => {
+          const h = window.wideevents.heatmap;
+          const n = h.times.length, rows = h.edges.length - 1;
+          const low = h.edges.findIndex((e) => e >= 600);
+          const px = (x, y) => h.chart.convertToPixel({ gridIndex: 0 }, [x, y]);
+          const [a, b] = [px(Math.floor(n * 0.8), rows - 1), px(n - 1, low)];
+          const r = h.chart.getDom().getBoundingClientRect();
+          return { x0: r.left + a[0] - 8, y0: r.top + a[1] - 8,
+                   x1: r.left + b[0] + 8, y1: r.top + b[1] + 8 };
+        }"""
+    )
+    page.mouse.move(box["x0"], box["y0"])
+    page.mouse.down()
+    page.mouse.move((box["x0"] + box["x1"]) / 2, (box["y0"] + box["y1"]) / 2, steps=4)
+    page.mouse.move(box["x1"], box["y1"], steps=4)
+    page.mouse.up()
+
+    page.wait_for_selector("#breakdown .field", timeout=30_000)
+    assert "select=timestamp" in page.url  # the selection is in the shareable URL
+    first = page.locator("#breakdown .field").first
+    assert first.get_attribute("data-field") == "service.version"
+    assert NEW_BUILD in first.locator(".top").inner_text()
+    page.wait_for_timeout(300)  # the bar charts draw on the next frame
+    page.locator("#heatmap-section").screenshot(path=str(ARTIFACTS / "serve-heatmap.png"))
+    top = page.locator("#heatmap-section").bounding_box()
+    bottom = page.locator("#breakdown .field").nth(5).bounding_box()
+    page.screenshot(  # the README's picture (docs/img/serve.png): the box and its breakdown
+        path=str(ARTIFACTS / "serve.png"),
+        full_page=True,
+        clip={
+            "x": 0,
+            "y": top["y"],
+            "width": 1400,
+            "height": bottom["y"] + bottom["height"] - top["y"],
+        },
+    )
+    page.screenshot(path=str(ARTIFACTS / "serve-breakdown.png"), full_page=True)
+
+    # The events behind the box, then one of them as a trace.
+    rows = page.locator("#events tr.clickable")
+    rows.first.wait_for(timeout=30_000)
+    assert rows.count() > 0
+    assert NEW_BUILD in rows.first.inner_text()
+    trace_id = rows.first.locator("td").last.inner_text()
+    rows.first.click()
+    page.wait_for_selector("#trace canvas", timeout=30_000)
+    assert page.locator("#trace-what").inner_text() == trace_id
+    assert f"trace={trace_id}" in page.url
+    page.wait_for_timeout(300)
+    page.locator("#trace-section").screenshot(path=str(ARTIFACTS / "serve-trace.png"))
+
+    # A breakdown value becomes a filter.
+    page.locator('#breakdown .field[data-field="service.version"] a.filter').click()
+    page.wait_for_function(
+        "() => document.querySelector('#query textarea[name=where]').value"
+        f".includes('service.version = {NEW_BUILD}')"
+    )
+    state = parse_qs(urlsplit(page.url).fragment)
+    assert state["where"] == ["http.route = /checkout", f"service.version = {NEW_BUILD}"]
+    assert errors == []
+    page.close()
+
+
+def test_a_broken_query_shows_an_error_not_a_blank_page(demo_server: Served, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(demo_server.url + "/" + _hash(calc="count"))
+    page.wait_for_function("() => window.wideevents.heatmap !== null", timeout=30_000)
+    page.fill("#query textarea[name=where]", "duration_ms >>> 5")
+    page.click("#query button[type=submit]")
+    error = page.locator("#error")
+    error.wait_for(state="visible", timeout=30_000)
+    text = error.inner_text()
+    assert text.startswith("Error: ") and "duration_ms >>> 5" in text and "^" in text
+    page.screenshot(path=str(ARTIFACTS / "serve-error.png"))
+    page.fill("#query textarea[name=where]", "duration_msx > 5")
+    page.click("#query button[type=submit]")
+    page.wait_for_function(
+        "() => document.querySelector('#error').innerText.includes(\"did you mean 'duration_ms'\")"
+    )
+    page.close()
