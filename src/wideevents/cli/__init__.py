@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
+from .compare_cmd import compare
 from .demo_cmd import demo
 from .drill_cmds import breakdown, events, fields, sql, trace
 from .query_cmd import query
@@ -27,7 +28,7 @@ def main() -> None:
     """
 
 
-for command in (query, breakdown, events, trace, fields, sql, demo):
+for command in (query, breakdown, events, trace, fields, sql, compare, demo):
     main.add_command(command)
 main.add_command(ingest)
 main.add_command(prune)

@@ -170,11 +170,12 @@ def demo(db: str, requests: int, yes: bool) -> None:
     (paths.spool / ".demo").touch()
     click.echo(f"{n:,} events emitted through the SDK in {time.perf_counter() - started:.1f} s\n")
 
-    def step(title: str, args: list[str]) -> None:
+    def step(title: str, args: list[str]) -> Any:
         full = with_db(args, db)
         click.echo(f"── {title}\n$ wideevents {shell(full)}")
-        main.main(full, prog_name="wideevents", standalone_mode=False)
+        code = main.main(full, prog_name="wideevents", standalone_mode=False)
         click.echo()
+        return code
 
     step(
         "1. Something is wrong: p99 by route over the last 3 hours",
@@ -241,6 +242,18 @@ def demo(db: str, requests: int, yes: bool) -> None:
     )
     trace_id = _slowest_trace(db)
     step("5. One of them, as a trace", ["trace", trace_id])
+    canary = ["--where", "http.route exists", "--since", "45m"]
+    old, new = f"service.version = {OLD_BUILD}", f"service.version = {NEW_BUILD}"
+    code = step(
+        "6. Would a canary gate have stopped the build? The new build against the old one",
+        ["compare", "-b", old, "-c", new, *canary],
+    )
+    click.echo(f"exit code {code}: a deploy pipeline stops the rollout on anything but 0\n")
+    code = step(
+        "7. And the recommendations flag, on for a fifth of the users?",
+        ["compare", "-b", "flag.recs_v2 = off", "-c", "flag.recs_v2 = on", *canary],
+    )
+    click.echo(f"exit code {code}: the flag is not what hurts\n")
     click.echo(
         f"Done in {time.perf_counter() - started:.1f} s. The store stays at {paths.db}: "
         "try `wideevents fields`, or your own query."
