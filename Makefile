@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test lint fmt bench bench-ingest bench-query bench-http bench-serve demo ui browser clean
+.PHONY: install test lint fmt bench bench-ingest bench-query bench-compare bench-http bench-serve demo ui browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-ingest: $(VENV)/.installed-bench # 1M events into the store (~2 min)
 
 bench-query: $(VENV)/.installed-bench  # 10M events, against a JSON column and chdb (~10 min)
 	$(BIN)/python benchmarks/bench_query.py --keep .bench-data
+
+bench-compare: $(VENV)/.installed-bench # compare over 1M vs 1M events, vs pulling rows into SciPy
+	$(BIN)/python benchmarks/bench_compare.py --keep .bench-data
 
 bench-http: $(VENV)/.installed-bench   # Flask under gunicorn + wrk: plain, wideevents, OTel
 	$(BIN)/python benchmarks/bench_http.py

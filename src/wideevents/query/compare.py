@@ -209,14 +209,14 @@ def compare(
     if not metrics:
         raise QueryError("compare needs at least one --metric")
     groups = _Groups(store, baseline, candidate, filters, time)
-    sizes = groups.sizes()
+    sizes, per_metric = groups.scan(metrics)
     alpha = thresholds.alpha / len(metrics)
     rows = []
-    for metric in metrics:
+    for metric, sides in zip(metrics, per_metric, strict=True):
         if metric.kind == "distribution":
-            row = _distribution(groups, metric, alpha, thresholds.min_events)
+            row = _distribution(groups, metric, sides, alpha, thresholds.min_events)
         else:
-            row = _rate(groups, metric, alpha, thresholds.min_events)
+            row = _rate(groups, metric, sides, alpha, thresholds.min_events)
         row["fails"] = _fails(metric, row["class"])
         if row["fails"] and explain:
             row["why"] = _why(groups, metric, row)
@@ -265,71 +265,106 @@ class _Groups:
             f"coalesce(({filter_sql(f, self.store.schema, params)}), false)" for f in filters
         )
 
-    def sizes(self) -> dict[str, dict[str, Any]]:
-        """Stored and weighted events per group; refuses groups that overlap."""
-        both_params: list[Any] = []
+    def numeric(self, metric: Metric) -> str:
+        schema = self.store.schema
+        column = schema.resolve(metric.field)
+        if not schema.is_numeric(column):
+            raise QueryError(
+                f"metric {metric.spec!r} compares a distribution and needs a numeric field; "
+                f"{column!r} holds {schema.type_of(column)} (for a rate write rate({column}))"
+            )
+        return column
+
+    def scan(
+        self, metrics: list[Metric]
+    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, list[float]]]]:
+        """One pass over both groups: their sizes (refusing groups that overlap) and, per
+        metric and side, [stored events, Σw, Σw², Σw of bad events] over the events the
+        metric judges (those with the field, for a distribution; all, for a rate)."""
+        params: list[Any] = []
         both = " AND ".join(
-            f"({self._all(part, both_params)})" for part in (self.candidate, self.baseline)
+            f"({self._all(part, params)})" for part in (self.candidate, self.baseline)
         )
-        ((overlap, n_c, n_b, w_c, w_b),) = self.store._rows(
-            f"SELECT count(*) FILTER (WHERE {both}), count(*) FILTER (WHERE __c), "
-            f"count(*) FILTER (WHERE NOT __c), coalesce(sum(__w) FILTER (WHERE __c), 0), "
-            f"coalesce(sum(__w) FILTER (WHERE NOT __c), 0) FROM {self.sql}",
-            [*both_params, *self.params],
-        )
+        parts = [f"count(*) FILTER (WHERE {both})"]
+        for metric in metrics:
+            judged = "true"
+            if metric.kind == "distribution":
+                judged = f"{quote_ident(self.numeric(metric))} IS NOT NULL"
+            for side in ("__c", "NOT __c"):
+                bad = "false"
+                if metric.kind == "rate":
+                    condition = _condition(metric, self.store.schema)
+                    bad = f"coalesce(({filter_sql(condition, self.store.schema, params)}), false)"
+                parts += [
+                    f"count(*) FILTER (WHERE {side} AND {judged})",
+                    f"coalesce(sum(__w) FILTER (WHERE {side} AND {judged}), 0)",
+                    f"coalesce(sum(__w * __w) FILTER (WHERE {side} AND {judged}), 0)",
+                    f"coalesce(sum(__w) FILTER (WHERE {side} AND {bad}), 0)",
+                ]
+        parts += [
+            "count(*) FILTER (WHERE __c)",
+            "count(*) FILTER (WHERE NOT __c)",
+            "coalesce(sum(__w) FILTER (WHERE __c), 0)",
+            "coalesce(sum(__w) FILTER (WHERE NOT __c), 0)",
+        ]
+        row = self.store._rows(
+            f"SELECT {', '.join(parts)} FROM {self.sql}", [*params, *self.params]
+        )[0]
+        overlap, values = int(row[0]), [float(x or 0) for x in row[1:]]
         if overlap:
             raise QueryError(
                 f"{overlap:,} events match both --baseline and --candidate: the groups must not "
                 "overlap (add a condition that tells them apart)"
             )
-        return {
-            "candidate": {"events": int(n_c), "weighted": float(w_c)},
-            "baseline": {"events": int(n_b), "weighted": float(w_b)},
+        per_metric = [
+            {"candidate": values[8 * i : 8 * i + 4], "baseline": values[8 * i + 4 : 8 * i + 8]}
+            for i in range(len(metrics))
+        ]
+        n_c, n_b, w_c, w_b = values[8 * len(metrics) :]
+        sizes = {
+            "candidate": {"events": int(n_c), "weighted": w_c},
+            "baseline": {"events": int(n_b), "weighted": w_b},
         }
+        return sizes, per_metric
 
 
-def _distribution(groups: _Groups, metric: Metric, alpha: float, min_events: int) -> dict[str, Any]:
-    schema = groups.store.schema
-    column = schema.resolve(metric.field)
-    if not schema.is_numeric(column):
-        raise QueryError(
-            f"metric {metric.spec!r} compares a distribution and needs a numeric field; "
-            f"{column!r} holds {schema.type_of(column)} (for a rate write rate({column}))"
-        )
+def _distribution(
+    groups: _Groups,
+    metric: Metric,
+    sides: dict[str, list[float]],
+    alpha: float,
+    min_events: int,
+) -> dict[str, Any]:
+    column = groups.numeric(metric)
     col = quote_ident(column)
-    quantiles = ", ".join(
-        f"min(v) FILTER (WHERE cum_{side} >= {p!r} * tot_{side})"
-        for side in ("c", "b")
-        for _, p in PERCENTILES
-    )
+    (n_c, w_c, q_c, _), (n_b, w_b, q_b, _) = sides["candidate"], sides["baseline"]
+    params: list[Any] = []
+    quantiles = []
+    for side, total in (("c", w_c), ("b", w_b)):
+        for _, p in PERCENTILES:
+            quantiles.append(f"min(v) FILTER (WHERE cum_{side} >= ?)")
+            params.append(p * total)
     # Mid-ranks of weighted values: a value's rank is the weight of all smaller values plus
     # (its own weight + 1) / 2, the average rank of its ties as if each event were w events.
+    # The running sums per side give the ranks and the (discrete, weighted) percentiles.
     sql = f"""
         WITH g AS (
             SELECT {col}::DOUBLE AS v,
                    coalesce(sum(__w) FILTER (WHERE __c), 0) AS wc,
-                   coalesce(sum(__w) FILTER (WHERE NOT __c), 0) AS wb,
-                   count(*) FILTER (WHERE __c) AS nc,
-                   count(*) FILTER (WHERE NOT __c) AS nb,
-                   coalesce(sum(__w * __w) FILTER (WHERE __c), 0) AS qc,
-                   coalesce(sum(__w * __w) FILTER (WHERE NOT __c), 0) AS qb
+                   coalesce(sum(__w) FILTER (WHERE NOT __c), 0) AS wb
             FROM {groups.sql} WHERE {col} IS NOT NULL GROUP BY 1
         ), r AS (
-            SELECT v, wc, wb, nc, nb, qc, qb,
-                   sum(wc + wb) OVER w - (wc + wb) AS below,
-                   sum(wc) OVER w AS cum_c, sum(wb) OVER w AS cum_b,
-                   sum(wc) OVER () AS tot_c, sum(wb) OVER () AS tot_b
+            SELECT v, wc, wb, sum(wc) OVER w AS cum_c, sum(wb) OVER w AS cum_b
             FROM g WINDOW w AS (ORDER BY v ROWS UNBOUNDED PRECEDING)
         )
-        SELECT sum(wc), sum(wb), sum(nc), sum(nb), sum(qc), sum(qb),
-               sum(wc * (below + (wc + wb + 1) / 2)),
+        SELECT sum(wc * (cum_c + cum_b - wc - wb + (wc + wb + 1) / 2)),
                sum((wc + wb) * (wc + wb) * (wc + wb) - (wc + wb)),
-               {quantiles}
+               {", ".join(quantiles)}
         FROM r
     """
-    row = groups.store._rows(sql, groups.params)[0]
-    w_c, w_b, n_c, n_b, q_c, q_b, rank_sum, ties = (float(x or 0) for x in row[:8])
-    qs = [None if x is None else float(x) for x in row[8:]]
+    row = groups.store._rows(sql, [*groups.params, *params])[0]
+    rank_sum, ties = float(row[0] or 0), float(row[1] or 0)
+    qs = [None if x is None else float(x) for x in row[2:]]
     k = len(PERCENTILES)
     cand: dict[str, Any] = {"events": int(n_c), "weighted": w_c}
     base: dict[str, Any] = {"events": int(n_b), "weighted": w_b}
@@ -364,22 +399,15 @@ def _distribution(groups: _Groups, metric: Metric, alpha: float, min_events: int
     return out
 
 
-def _rate(groups: _Groups, metric: Metric, alpha: float, min_events: int) -> dict[str, Any]:
-    schema = groups.store.schema
-    condition = _condition(metric, schema)
-    params: list[Any] = []
-    bad = f"coalesce(({filter_sql(condition, schema, params)}), false)"
-    sql = (
-        f"SELECT coalesce(sum(__w) FILTER (WHERE __c), 0), "
-        f"coalesce(sum(__w) FILTER (WHERE __c AND {bad}), 0), "
-        f"coalesce(sum(__w * __w) FILTER (WHERE __c), 0), count(*) FILTER (WHERE __c), "
-        f"coalesce(sum(__w) FILTER (WHERE NOT __c), 0), "
-        f"coalesce(sum(__w) FILTER (WHERE NOT __c AND {bad}), 0), "
-        f"coalesce(sum(__w * __w) FILTER (WHERE NOT __c), 0), count(*) FILTER (WHERE NOT __c) "
-        f"FROM {groups.sql}"
-    )
-    row = groups.store._rows(sql, [*params, *params, *groups.params])[0]
-    w_c, x_c, q_c, n_c, w_b, x_b, q_b, n_b = (float(x or 0) for x in row)
+def _rate(
+    groups: _Groups,
+    metric: Metric,
+    sides: dict[str, list[float]],
+    alpha: float,
+    min_events: int,
+) -> dict[str, Any]:
+    condition = _condition(metric, groups.store.schema)
+    (n_c, w_c, q_c, x_c), (n_b, w_b, q_b, x_b) = sides["candidate"], sides["baseline"]
     cand = {"events": int(n_c), "weighted": w_c, "rate": x_c / w_c if w_c else None}
     base = {"events": int(n_b), "weighted": w_b, "rate": x_b / w_b if w_b else None}
     out: dict[str, Any] = {
