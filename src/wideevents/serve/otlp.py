@@ -145,9 +145,10 @@ def _fix(obj: Any, keys: tuple[str, ...]) -> None:
 
 
 def _value(v: AnyValue) -> Any:
+    text = v.string_value  # most attributes are strings: one lookup, no WhichOneof
+    if text:
+        return text
     kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return v.string_value
     if kind is None:
         return None
     if kind == "array_value":
@@ -160,7 +161,8 @@ def _value(v: AnyValue) -> Any:
 
 
 def _attributes(kvs: Any) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in kvs}
+    value = _value
+    return {kv.key: value(kv.value) for kv in kvs}
 
 
 def store_pipeline(db: str | os.PathLike[str]) -> tuple[Pipeline, DuckDBSink]:
