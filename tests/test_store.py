@@ -470,6 +470,26 @@ def test_the_app_starts_an_ingester_process_on_its_own(tmp_path: Path) -> None:
     assert query(db, "SELECT count(*) FROM events") == [(1,)]
 
 
+def test_a_background_ingester_that_finds_the_store_busy_leaves_before_importing_duckdb(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "ev.duckdb"
+    probe = (
+        "import sys; from wideevents.store.background import main; "
+        f"code = main(['--db', {str(db)!r}]); "
+        "print(code, 'duckdb' in sys.modules, __import__('os').nice(0))"
+    )
+    with StorePaths.for_db(db).lock(exclusive=True, timeout=1):
+        busy = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+        )
+    assert busy.stdout.split() == ["0", "False", "0"], busy.stderr
+    free = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    # With the store free it ingests, with DuckDB, at a lower priority.
+    assert free.stdout.split() == ["0", "True", "10"], free.stderr
+    assert db.exists()
+
+
 def test_types_come_from_the_writers_sidecar_not_a_second_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

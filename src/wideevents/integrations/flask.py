@@ -47,17 +47,15 @@ class WideEvents:
             self.init_app(app)
 
     def init_app(self, app: flask.Flask) -> None:
+        # The middleware reads the route template from Werkzeug's request: no per-request hook.
         app.wsgi_app = WideEventsMiddleware(app.wsgi_app, **self.options)  # type: ignore[method-assign]
-        app.before_request(_record_route)
         got_request_exception.connect(_record_exception, app, weak=False)
         app.extensions["wideevents"] = self
 
 
-def _record_route() -> None:
+def _record_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+    # The route too: an exception Flask propagates ends the request before a response starts.
     rule = flask.request.url_rule
     if rule is not None:
         add(**{"http.route": rule.rule})
-
-
-def _record_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
     record_exception(exception)

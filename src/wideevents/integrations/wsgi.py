@@ -5,8 +5,9 @@
 The event is current while the application runs (``wideevents.add()`` in a view reaches it)
 and ends when the server closes the response, so streamed bodies are counted. A W3C
 ``traceparent`` header continues the caller's trace. Frameworks name the route template by
-adding ``http.route`` (the Flask and Django integrations do); without it the event is named
-after the method alone. An exception that escapes the application is recorded, counted as
+adding ``http.route`` (Django's integration does); for a Werkzeug app (Flask) the middleware
+reads the matched rule when the response starts; without one the event is named after the
+method alone. An exception that escapes the application is recorded, counted as
 status 500, and re-raised.
 """
 
@@ -55,6 +56,12 @@ class WideEventsMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
             try:
+                if "http.route" not in ev.fields:
+                    # Werkzeug keeps its request in the environ (until Flask pops it, after
+                    # the response started); Flask's url_rule is None on a 404.
+                    rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+                    if rule is not None:
+                        ev.fields["http.route"] = rule.rule
                 ev.fields["http.response.status_code"] = int(status.split(" ", 1)[0])
                 for name, value in headers:
                     low = name.lower()

@@ -3,9 +3,10 @@
 The app's worker appends JSON lines to its own spool segment (see ``wideevents.store.spool``)
 and seals it every flush interval. Every ``ingest_interval`` seconds, when 32 MiB of sealed
 segments are waiting or the oldest is a minute old, it starts ``python -m
-wideevents.store.ingest`` as a separate process on one thread (one at a time; the ingester
-exits at once if another holds the store), so DuckDB's CPU, memory and file lock never land
-in the app's process. ``wideevents ingest --follow`` and every CLI query ingest too.
+wideevents.store.background`` as a separate process (one at a time; it exits at once, before
+importing DuckDB, if another holds the store, and ingests at a lower CPU priority on one
+thread), so DuckDB's CPU, memory and file lock never land in the app's process.
+``wideevents ingest --follow`` and every CLI query ingest too.
 """
 
 from __future__ import annotations
@@ -90,10 +91,9 @@ class DuckDBSink(Sink):
                     [
                         sys.executable,
                         "-m",
-                        "wideevents.store.ingest",
+                        "wideevents.store.background",
                         "--db",
                         str(self.paths.db),
-                        "--if-free",
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=log,

@@ -6,8 +6,8 @@ right), and record the segment names in ``_wideevents_segments``. Segment files 
 only after the commit; a segment whose name is already recorded is deleted without being read
 again. A segment the reader cannot parse is renamed ``*.bad`` (rename it back to ``*.jsonl``
 to retry) and reported, never retried in a loop; any other failure (disk full, out of
-memory) stops the run and leaves the spool untouched. The DuckDB sink runs it as
-``python -m wideevents.store.ingest --db PATH``.
+memory) stops the run and leaves the spool untouched. ``python -m wideevents.store.ingest
+--db PATH`` runs it once; the DuckDB sink starts ``wideevents.store.background`` instead.
 """
 
 from __future__ import annotations
@@ -346,13 +346,18 @@ def ingest_store(
     with paths.lock(exclusive=True, timeout=lock_timeout) as held:
         if not held:
             return None
-        con = connect(paths)
-        try:
-            if threads is not None:
-                con.execute(f"SET threads = {int(threads)}")
-            return ingest(con, paths)
-        finally:
-            con.close()
+        return ingest_locked(paths, threads=threads)
+
+
+def ingest_locked(paths: StorePaths, *, threads: int | None = None) -> IngestResult:
+    """Connect, ingest and close; the caller holds the exclusive store lock."""
+    con = connect(paths)
+    try:
+        if threads is not None:
+            con.execute(f"SET threads = {int(threads)}")
+        return ingest(con, paths)
+    finally:
+        con.close()
 
 
 def main(argv: list[str] | None = None) -> int:
