@@ -349,3 +349,29 @@ def test_loopback_refuses_a_foreign_host_header(tmp_path: Path) -> None:
         err.value.close()
         assert err.value.code == 400
         assert srv.get("/api/fields")[0] == 200
+
+
+def test_spans_are_ingested_in_the_background_when_nobody_queries(tmp_path: Path) -> None:
+    """A server that only receives must not grow its spool for ever: the store's own
+    background ingester (a process of its own, as the SDK's sink starts) takes it in."""
+    import time
+
+    db = tmp_path / "quiet.duckdb"
+    spool = Path(str(db) + ".spool")
+    env = {"WIDEEVENTS_INGEST_INTERVAL": "0.2", "WIDEEVENTS_INGEST_AGE": "0"}
+    with serve(db, env=env) as srv:
+        for k in range(3):
+            status, _ = srv.post(
+                "/v1/traces", _request(50, start=50 * k).SerializeToString(), PROTOBUF
+            )
+            assert status == 200
+        deadline = time.monotonic() + 30
+        while True:
+            waiting = [p for p in spool.iterdir() if p.name.endswith((".jsonl", ".jsonl.open"))]
+            if not waiting and db.exists():
+                break
+            assert time.monotonic() < deadline, f"still spooled: {waiting}"
+            time.sleep(0.1)
+    with Store(db, ingest_first=False) as store:
+        rows = store.query(Query(limit=1))
+    assert rows[0]["count"] == 150
