@@ -152,3 +152,24 @@ def test_a_broken_query_shows_an_error_not_a_blank_page(demo_server: Served, bro
         "() => document.querySelector('#error').innerText.includes(\"did you mean 'duration_ms'\")"
     )
     page.close()
+
+
+def test_the_page_takes_a_token_once_and_keeps_it_out_of_the_address_bar(
+    demo_server: Served, browser: Any
+) -> None:
+    token = "ui-token-0123456789abcdef"
+    with serve(demo_server.db, token=token) as srv:
+        page = browser.new_page()
+        page.goto(srv.url + "/?token=" + token + _hash(calc="count"))
+        page.wait_for_function("() => window.wideevents.heatmap !== null", timeout=30_000)
+        assert token not in page.url
+        assert page.locator("#error").is_hidden()
+        page.reload()  # the tab keeps it
+        page.wait_for_function("() => window.wideevents.heatmap !== null", timeout=30_000)
+        assert page.locator("#error").is_hidden()
+        other = browser.new_page()  # a new tab without it is refused, visibly
+        other.goto(srv.url + "/" + _hash(calc="count"))
+        other.locator("#error").wait_for(state="visible", timeout=30_000)
+        assert "missing or wrong token" in other.locator("#error").inner_text()
+        page.close()
+        other.close()

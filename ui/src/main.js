@@ -110,6 +110,9 @@ $("query").addEventListener("submit", (e) => {
   e.preventDefault();
   const form = e.target;
   const lines = (text) => text.split("\n").map((x) => x.trim()).filter(Boolean);
+  // A heatmap(F) typed with the calculations is the heatmap's field.
+  const typed = lines(form.calc.value).map((c) => /^heatmap\((.+)\)$/i.exec(c)).find(Boolean);
+  if (typed) form.heat.value = typed[1].trim();
   writeState({
     calc: lines(form.calc.value),
     where: lines(form.where.value),
@@ -222,12 +225,14 @@ async function renderResults(state, stale) {
   (calcs.length ? calcs : ["count"]).forEach((c) => params.append("calc", c));
   const groups = (state.group_by || "").split(",").map((g) => g.trim()).filter(Boolean);
   groups.forEach((g) => params.append("group_by", g));
+  const series = state.granularity && state.granularity !== "auto";
+  if (series) params.set("granularity", state.granularity); // a time series: one row a bucket
   if (params.toString() === shown.results) return; // only the selection changed
   shown.results = null;
   $("results").replaceChildren();
   const { body } = await api("/api/query", params);
   if (stale()) return;
-  $("results").replaceChildren(table(body, columnsOf(body, groups)));
+  $("results").replaceChildren(table(body, columnsOf(body, series ? ["time", ...groups] : groups)));
   shown.results = params.toString();
 }
 
@@ -282,7 +287,8 @@ async function renderHeatmap(state, stale) {
       animation: false,
       tooltip: {
         formatter: (p) =>
-          `${times[p.value[0]]}<br>${field} ${ylabels[p.value[1]]}<br>${p.value[2]} events`,
+          `${escapeHtml(times[p.value[0]])}<br>${escapeHtml(field)} ${ylabels[p.value[1]]}` +
+          `<br>${p.value[2]} events`,
       },
       grid: { left: 110, right: 90, top: 30, bottom: 40 },
       xAxis: {

@@ -8,8 +8,6 @@ into the same store, through the SDK's redaction. Needs the ``serve`` extra
 
 from __future__ import annotations
 
-import ipaddress
-
 from .._exceptions import MissingExtraError
 
 try:
@@ -18,17 +16,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise MissingExtraError("serve", exc.name or "starlette") from exc
 
-from .app import create_app
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+from .app import create_app, is_loopback
 
 
 def run(db: str, *, host: str = "127.0.0.1", port: int = 4318, token: str | None = None) -> None:

@@ -11,6 +11,7 @@ tab's ``sessionStorage`` and drops it from the address bar.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,7 +32,17 @@ from . import otlp
 from .api import Api, error_response
 
 STATIC = Path(__file__).parent / "static"
-LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOOPBACK = ["127.0.0.1", "localhost", "::1"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class BearerToken:
@@ -50,8 +61,12 @@ class BearerToken:
                     got = value
                     break
             if not hmac.compare_digest(got, self.expected):
+                message = (
+                    "missing or wrong token: open the UI as /?token=TOKEN, "
+                    "or send Authorization: Bearer TOKEN"
+                )
                 response = Response(
-                    json.dumps({"error": "missing or wrong token: send Authorization: Bearer …"}),
+                    json.dumps({"error": message}),
                     401,
                     headers={"WWW-Authenticate": "Bearer"},
                     media_type="application/json",
@@ -71,20 +86,25 @@ class Traces:
     async def handle(self, request: Request) -> Response:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         answer = otlp.JSON if kind == otlp.JSON else otlp.PROTOBUF
+        encoding = request.headers.get("content-encoding", "identity").lower()
         try:
             body = await self._body(request)
-            if request.headers.get("content-encoding", "").lower() == "gzip":
-                body = otlp.gunzip(body, self.max_body)
-            elif request.headers.get("content-encoding", "identity").lower() != "identity":
-                raise otlp.OTLPError(415, "Content-Encoding: send gzip or nothing")
-            message = otlp.decode(body, kind)
-            _, rejected, why = await run_in_threadpool(self.receiver.accept, message)
+            # Decompressing and decoding 16 MiB takes a while: off the event loop.
+            rejected, why = await run_in_threadpool(self._accept, body, encoding, kind)
         except otlp.OTLPError as exc:
             code = {400: 3, 413: 8, 415: 3, 503: 14}.get(exc.status, 2)
             return Response(
                 otlp.status_body(answer, code, exc.message), exc.status, media_type=answer
             )
         return Response(otlp.response(answer, rejected, why), 200, media_type=answer)
+
+    def _accept(self, body: bytes, encoding: str, kind: str) -> tuple[int, str]:
+        if encoding == "gzip":
+            body = otlp.gunzip(body, self.max_body)
+        elif encoding != "identity":
+            raise otlp.OTLPError(415, "Content-Encoding: send gzip or nothing")
+        _, rejected, why = self.receiver.accept(otlp.decode(body, kind))
+        return rejected, why
 
     async def _body(self, request: Request) -> bytes:
         """The body, up to the limit. A body over it is still read (and dropped) up to four
@@ -148,8 +168,9 @@ def create_app(
     middleware = []
     if token:
         middleware.append(Middleware(BearerToken, token=token))
-    elif host in LOOPBACK:
-        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK)))
+    elif is_loopback(host):
+        allowed = [*LOOPBACK, host.strip("[]")]
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed))
     app = Starlette(
         routes=routes,
         middleware=middleware,
