@@ -59,6 +59,8 @@ def test_drag_a_box_on_the_heatmap_and_drill_down_to_a_trace(
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url))
     view = _hash(
         calc=["count", "p99(duration_ms)"],
         where="http.route = /checkout",
@@ -132,6 +134,9 @@ def test_drag_a_box_on_the_heatmap_and_drill_down_to_a_trace(
     state = parse_qs(urlsplit(page.url).fragment)
     assert state["where"] == ["http.route = /checkout", f"service.version = {NEW_BUILD}"]
     assert errors == []
+    # Offline: the page, its script and style, and the API; nothing from anywhere else.
+    assert fetched and all(u.startswith(demo_server.url + "/") for u in fetched), fetched
+    assert any("/assets/" in u and u.endswith(".js") for u in fetched)
     page.close()
 
 
@@ -145,6 +150,7 @@ def test_a_broken_query_shows_an_error_not_a_blank_page(demo_server: Served, bro
     error.wait_for(state="visible", timeout=30_000)
     text = error.inner_text()
     assert text.startswith("Error: ") and "duration_ms >>> 5" in text and "^" in text
+    assert page.evaluate("() => window.wideevents.heatmap") is None  # no stale chart under it
     page.screenshot(path=str(ARTIFACTS / "serve-error.png"))
     page.fill("#query textarea[name=where]", "duration_msx > 5")
     page.click("#query button[type=submit]")

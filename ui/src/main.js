@@ -197,16 +197,22 @@ function columnsOf(rows, first = []) {
 
 let renderSeq = 0;
 
+// Like Promise.all, but waits for every view before failing, so none draws after the error.
+async function all(promises) {
+  const failed = (await Promise.allSettled(promises)).find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
 async function render(state) {
   const seq = ++renderSeq;
   fillForm(state);
   clearError();
   const stale = () => seq !== renderSeq;
   try {
-    await Promise.all([renderResults(state, stale), renderHeatmap(state, stale)]);
+    await all([renderResults(state, stale), renderHeatmap(state, stale)]);
     if (stale()) return;
     if (state.select && state.select.length) {
-      await Promise.all([renderBreakdown(state, stale), renderEvents(state, stale)]);
+      await all([renderBreakdown(state, stale), renderEvents(state, stale)]);
     } else {
       $("breakdown-section").hidden = true;
       $("events-section").hidden = true;
@@ -215,7 +221,13 @@ async function render(state) {
     if (state.trace) await renderTrace(state.trace, stale);
     else $("trace-section").hidden = true;
   } catch (err) {
-    if (!stale()) showError(err);
+    if (stale()) return;
+    showError(err);
+    // Nothing stale under the message: the views it would have replaced are cleared.
+    if (heat) heat.chart.clear();
+    heat = window.wideevents.heatmap = null;
+    shown.heatmap = shown.results = null;
+    for (const id of ["breakdown-section", "events-section", "trace-section"]) $(id).hidden = true;
   }
 }
 
