@@ -370,33 +370,17 @@ def _distribution(
     base: dict[str, Any] = {"events": int(n_b), "weighted": w_b}
     for i, (name, _) in enumerate(PERCENTILES):
         cand[name], base[name] = qs[i], qs[k + i]
-    out: dict[str, Any] = {
-        "metric": metric.spec,
-        "kind": "distribution",
-        "field": column,
-        "worse": metric.worse,
-        "tolerance": metric.effective_tolerance,
-        "weight": metric.weight,
-        "alpha": alpha,
-        "baseline": base,
-        "candidate": cand,
-    }
-    if n_c < min_events or n_b < min_events:
-        return {**out, "class": NODATA, "reason": _too_few(n_c, n_b, min_events)}
+    out = _row(metric, alpha, base, cand, field=column)
+    if _too_few(out, min_events):
+        return out
     test = mann_whitney(w_c, w_b, rank_sum, ties, _design_effect(w_c, w_b, q_c, q_b))
     shifts = {name: _relative(cand[name], base[name]) for name, _ in PERCENTILES}
-    out.update(test)
-    out["shift"] = shifts
     finite = [s for s in shifts.values() if s is not None]
     tol = metric.effective_tolerance
-    klass = PASS
-    if test["p_value"] < alpha:
-        if test["rank_biserial"] > 0 and finite and max(finite) > tol:
-            klass = HIGH
-        elif test["rank_biserial"] < 0 and finite and min(finite) < -tol:
-            klass = LOW
-    out["class"] = klass
-    return out
+    r = test["rank_biserial"]
+    up = r > 0 and bool(finite) and max(finite) > tol
+    down = r < 0 and bool(finite) and min(finite) < -tol
+    return {**out, **test, "shift": shifts, "class": _classify(test["p_value"], alpha, up, down)}
 
 
 def _rate(
@@ -410,10 +394,22 @@ def _rate(
     (n_c, w_c, q_c, x_c), (n_b, w_b, q_b, x_b) = sides["candidate"], sides["baseline"]
     cand = {"events": int(n_c), "weighted": w_c, "rate": x_c / w_c if w_c else None}
     base = {"events": int(n_b), "weighted": w_b, "rate": x_b / w_b if w_b else None}
-    out: dict[str, Any] = {
+    out = _row(metric, alpha, base, cand, condition=str(condition))
+    if _too_few(out, min_events):
+        return out
+    test = two_proportions(x_c, w_c, x_b, w_b, _design_effect(w_c, w_b, q_c, q_b))
+    tol = metric.effective_tolerance
+    up, down = test["difference"] > tol, test["difference"] < -tol
+    return {**out, **test, "class": _classify(test["p_value"], alpha, up, down)}
+
+
+def _row(
+    metric: Metric, alpha: float, base: dict[str, Any], cand: dict[str, Any], **what: str
+) -> dict[str, Any]:
+    return {
         "metric": metric.spec,
-        "kind": "rate",
-        "condition": str(condition),
+        "kind": metric.kind,
+        **what,
         "worse": metric.worse,
         "tolerance": metric.effective_tolerance,
         "weight": metric.weight,
@@ -421,19 +417,28 @@ def _rate(
         "baseline": base,
         "candidate": cand,
     }
-    if n_c < min_events or n_b < min_events:
-        return {**out, "class": NODATA, "reason": _too_few(n_c, n_b, min_events)}
-    test = two_proportions(x_c, w_c, x_b, w_b, _design_effect(w_c, w_b, q_c, q_b))
-    out.update(test)
-    tol = metric.effective_tolerance
-    klass = PASS
-    if test["p_value"] < alpha:
-        if test["difference"] > tol:
-            klass = HIGH
-        elif test["difference"] < -tol:
-            klass = LOW
-    out["class"] = klass
-    return out
+
+
+def _too_few(row: dict[str, Any], min_events: int) -> bool:
+    """Mark *row* NoData when either side has fewer than *min_events* stored events."""
+    n_c, n_b = row["candidate"]["events"], row["baseline"]["events"]
+    if n_c >= min_events and n_b >= min_events:
+        return False
+    row["class"] = NODATA
+    row["reason"] = (
+        f"too few events to judge: candidate {n_c:,}, baseline {n_b:,} "
+        f"(at least {min_events:,} each)"
+    )
+    return True
+
+
+def _classify(p_value: float, alpha: float, up: bool, down: bool) -> str:
+    """High / Low when the test is significant and the effect past the tolerance that way."""
+    if p_value < alpha and up:
+        return HIGH
+    if p_value < alpha and down:
+        return LOW
+    return PASS
 
 
 def _condition(metric: Metric, schema: Any) -> Filter:
@@ -443,13 +448,6 @@ def _condition(metric: Metric, schema: Any) -> Filter:
     if schema.type_of(column) == "BOOLEAN":
         return Filter(column, "=", ("true",))
     return Filter(column, "exists")
-
-
-def _too_few(n_c: float, n_b: float, min_events: int) -> str:
-    return (
-        f"too few events to judge: candidate {int(n_c):,}, baseline {int(n_b):,} "
-        f"(at least {min_events:,} each)"
-    )
 
 
 def _relative(new: float | None, old: float | None) -> float | None:
