@@ -61,6 +61,7 @@ def test_drag_a_box_on_the_heatmap_and_drill_down_to_a_trace(
     page.on("pageerror", lambda e: errors.append(str(e)))
     fetched: list[str] = []
     page.on("request", lambda r: fetched.append(r.url))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     view = _hash(
         calc=["count", "p99(duration_ms)"],
         where="http.route = /checkout",
