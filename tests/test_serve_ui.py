@@ -180,3 +180,19 @@ def test_the_page_takes_a_token_once_and_keeps_it_out_of_the_address_bar(
         assert "missing or wrong token" in other.locator("#error").inner_text()
         page.close()
         other.close()
+
+
+def test_a_click_on_a_result_group_filters_on_it(demo_server: Served, browser: Any) -> None:
+    page = browser.new_page()
+    page.goto(demo_server.url + "/" + _hash(calc="count", group_by="service.version"))
+    row = page.locator("#results tr.clickable", has_text=NEW_BUILD)
+    row.click()
+    page.wait_for_function(
+        "() => document.querySelector('#query textarea[name=where]').value"
+        f" === 'service.version = {NEW_BUILD}'"
+    )
+    assert parse_qs(urlsplit(page.url).fragment)["where"] == [f"service.version = {NEW_BUILD}"]
+    page.wait_for_function(  # the results now hold that build only
+        "() => document.querySelectorAll('#results tr.clickable').length === 1"
+    )
+    page.close()

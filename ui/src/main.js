@@ -244,7 +244,10 @@ async function renderResults(state, stale) {
   $("results").replaceChildren();
   const { body } = await api("/api/query", params);
   if (stale()) return;
-  $("results").replaceChildren(table(body, columnsOf(body, series ? ["time", ...groups] : groups)));
+  const onClick = groups.length ? (row) => addGroupFilters(groups, row) : null;
+  $("results").replaceChildren(
+    table(body, columnsOf(body, series ? ["time", ...groups] : groups), onClick),
+  );
   shown.results = params.toString();
 }
 
@@ -488,6 +491,19 @@ function addFilter(r, value) {
   if (!filters) filters = [`${r.field} = ${quote(value)}`];
   const state = readState();
   state.where = [...(state.where || []), ...filters];
+  delete state.trace;
+  writeState(state);
+}
+
+// A result row's group values as --where filters (a click on a row of a grouped query).
+function addGroupFilters(groups, row) {
+  const state = readState();
+  const quote = (v) => (/[\s,()'"]/.test(v) || v === "" ? JSON.stringify(v) : v);
+  const filters = groups.map((g) =>
+    row[g] === null || row[g] === undefined ? `${g} !exists` : `${g} = ${quote(String(row[g]))}`,
+  );
+  state.where = [...(state.where || []), ...filters.filter((f) => !(state.where || []).includes(f))];
+  delete state.select;
   delete state.trace;
   writeState(state);
 }
