@@ -118,25 +118,44 @@ def test_two_proportion_test_matches_chi_square(
 # --- error rates: neutral comparisons pass, planted regressions fail ------------------------
 
 
-def neutral_store(db: Path, trials: int, n: int, seed: int, sampled: bool = False) -> Path:
+def arm_events(rng: Any, n: int, design: str, arm: str, error_rate: float = 0.03) -> list[Any]:
+    """(duration, error, sample_rate) of one arm's stored events under a sampling design:
+    every event kept ("unsampled"); weights 1 or 10 at random ("mixed"); the candidate
+    kept 1 in 5 and the baseline whole ("unequal"); every error kept, 1 in 20 of the rest
+    ("errors", the design's own tail-sampling rule)."""
+    durations = rng.lognormal(3.5, 0.6, n).round(1)  # ties from the rounding
+    errors = rng.random(n) < error_rate
+    if design == "unsampled":
+        rates = np.ones(n, dtype=int)
+    elif design == "mixed":
+        rates = rng.choice([1, 1, 1, 10], n)
+    elif design == "unequal":
+        rates = np.full(n, 5 if arm == "cand" else 1)
+    else:
+        rates = np.where(errors, 1, 20)
+    kept = rng.random(n) < 1 / rates if design in ("unequal", "errors") else np.ones(n, bool)
+    return list(zip(durations[kept], errors[kept], rates[kept], strict=True))
+
+
+def neutral_store(db: Path, trials: int, n: int, seed: int, design: str) -> Path:
     rng = np.random.default_rng(seed)
-    records = []
-    for t in range(trials):
-        for arm in ("base", "cand"):
-            durations = rng.lognormal(3.5, 0.6, n).round(1)  # ties from the rounding
-            errors = rng.random(n) < 0.03
-            rates = rng.choice([1, 1, 1, 10], n) if sampled else np.ones(n, dtype=int)
-            records += [
-                {"trial": t, "arm": arm, "duration_ms": d, "error": bool(e), "sample_rate": int(w)}
-                for d, e, w in zip(durations, errors, rates, strict=True)
-            ]
+    records = [
+        {"trial": t, "arm": arm, "duration_ms": d, "error": bool(e), "sample_rate": int(w)}
+        for t in range(trials)
+        for arm in ("base", "cand")
+        for d, e, w in arm_events(rng, n, design, arm)
+    ]
     return make_store(db, records)
 
 
-@pytest.mark.parametrize("sampled", [False, True], ids=["unsampled", "sampled"])
-def test_neutral_comparisons_fail_at_most_alpha_of_the_time(tmp_path: Path, sampled: bool) -> None:
+@pytest.mark.parametrize(
+    ("design", "n"), [("unsampled", 200), ("mixed", 200), ("unequal", 500), ("errors", 2000)]
+)
+def test_neutral_comparisons_fail_at_most_alpha_of_the_time(
+    tmp_path: Path, design: str, n: int
+) -> None:
     trials, alpha = 300, 0.05
-    db = neutral_store(tmp_path / "n.duckdb", trials, 200, seed=11, sampled=sampled)
+    db = neutral_store(tmp_path / "n.duckdb", trials, n, seed=11, design=design)
     metrics = [parse_metric("duration_ms"), parse_metric("rate(error)")]
     fails = 0
     with Store(db) as store:
@@ -147,6 +166,22 @@ def test_neutral_comparisons_fail_at_most_alpha_of_the_time(tmp_path: Path, samp
             assert result["verdict"] in ("pass", "fail")
             fails += result["verdict"] == "fail"
     assert fails / trials <= alpha, f"{fails} of {trials} neutral comparisons failed"
+
+
+def test_errors_kept_whole_by_sampling_still_tell_one_point(tmp_path: Path) -> None:
+    # Every error kept, 1 in 20 of the rest (the tail-sampling rule): 3% -> 4% errors over
+    # 20,000 requests a side, about 1,600 stored events a side, is caught.
+    rng = np.random.default_rng(12)
+    records = [
+        {"arm": arm, "duration_ms": d, "error": bool(e), "sample_rate": int(w)}
+        for arm, rate in (("base", 0.03), ("cand", 0.04))
+        for d, e, w in arm_events(rng, 20_000, "errors", arm, error_rate=rate)
+    ]
+    result = run(make_store(tmp_path / "e.duckdb", records), ["rate(error)"])
+    errors = result["metrics"][0]
+    assert errors["candidate"]["events"] < 2000
+    assert errors["class"] == "High", errors
+    assert errors["difference"] == pytest.approx(0.01, abs=0.004)
 
 
 def test_planted_latency_regression_is_caught_and_explained(tmp_path: Path) -> None:
@@ -217,6 +252,96 @@ def test_a_failing_metric_outweighs_missing_data(tmp_path: Path) -> None:
     result = run(make_store(tmp_path / "m.duckdb", records), ["duration_ms", "rare"])
     assert [m["class"] for m in result["metrics"]] == ["High", "NoData"]
     assert result["verdict"] == "fail" and result["score"] == 0.0
+
+
+def test_a_failing_metric_with_missing_data_is_marginal_not_no_data(tmp_path: Path) -> None:
+    # Latency fails (weight 1), errors pass (weight 4), "rare" has no data: 80 is marginal,
+    # and a failing metric never reads as "not enough data".
+    records = arms([10.0] * 300, [50.0] * 300, field="duration_ms")
+    records[0]["rare"] = 1.0
+    result = run(
+        make_store(tmp_path / "m.duckdb", records), ["duration_ms", "rate(error) weight=4", "rare"]
+    )
+    assert [m["class"] for m in result["metrics"]] == ["High", "Pass", "NoData"]
+    assert result["score"] == 80.0
+    assert result["verdict"] == "marginal" and result["exit_code"] == 3
+
+
+def test_an_empty_group_has_no_percentiles(tmp_path: Path) -> None:
+    db = make_store(tmp_path / "z.duckdb", arms([5.0, 6.0, 7.0] * 30, [], field="duration_ms"))
+    row = run(db, ["duration_ms"])["metrics"][0]
+    assert row["class"] == "NoData"
+    assert row["candidate"] == {
+        "events": 0, "weighted": 0.0, "p10": None, "p50": None, "p90": None, "p99": None
+    }  # fmt: skip
+    assert row["baseline"]["p50"] == 6.0
+
+
+def test_sample_rates_below_one_count_as_one(tmp_path: Path) -> None:
+    records = [{**r, "sample_rate": 0} for r in arms([1.0] * 100, [1.0] * 100, field="error")]
+    records = [{**r, "error": False} for r in records]
+    result = run(make_store(tmp_path / "0.duckdb", records), ["rate(error)"])
+    assert result["metrics"][0]["candidate"]["weighted"] == 100.0
+    assert result["verdict"] == "pass"
+
+
+def test_tolerance_keeps_a_small_significant_rise_a_pass(tmp_path: Path) -> None:
+    rng = random.Random(13)
+    base = [rng.gauss(100, 5) for _ in range(4000)]
+    cand = [x * 1.03 for x in base]  # 3% slower, very significant
+    db = make_store(tmp_path / "t.duckdb", arms(base, cand))
+    assert run(db, ["v"])["metrics"][0]["class"] == "High"
+    assert run(db, ["v tolerance=5%"])["metrics"][0]["class"] == "Pass"
+    assert run(db, ["v tolerance=2%"])["metrics"][0]["class"] == "High"
+
+
+def test_fewer_errors_is_low_and_fails_only_when_lower_is_worse(tmp_path: Path) -> None:
+    base = [True] * 60 + [False] * 940
+    cand = [True] * 10 + [False] * 990
+    db = make_store(tmp_path / "low.duckdb", arms(base, cand, field="hit"))
+    row = run(db, ["rate(hit)"])["metrics"][0]
+    assert row["class"] == "Low" and not row["fails"]
+    lower = run(db, ["rate(hit) worse=lower"])
+    assert lower["verdict"] == "fail"
+    assert lower["metrics"][0]["why"]["bad"] == "hit != true"
+
+
+def test_why_compares_bad_events_with_bad_events(tmp_path: Path) -> None:
+    # /search is slow in both groups; the canary is also slow on shard 3. Against all the
+    # baseline's events the route would lead; against its slow events, only the shard.
+    rng = random.Random(14)
+    records = []
+    for arm in ("base", "cand"):
+        for _ in range(6000):
+            route = rng.choice(["/search", "/a", "/b", "/c"])
+            shard = rng.randrange(8)
+            d = rng.lognormvariate(5 if route == "/search" else 3, 0.3)
+            if arm == "cand" and shard == 3:
+                d *= 2
+            records.append({"arm": arm, "duration_ms": d, "route": route, "shard": shard})
+    latency = run(make_store(tmp_path / "w.duckdb", records), ["duration_ms"])["metrics"][0]
+    assert latency["class"] == "High"
+    named = [f["field"] for f in latency["why"]["fields"]]
+    assert named[0] == "shard", named
+    assert "route" not in named
+    assert latency["why"]["against"] == "the baseline's events with the same condition"
+
+
+def test_why_falls_back_to_all_baseline_events(tmp_path: Path) -> None:
+    # Discrete values: nothing in the baseline is above its own p90.
+    records = [{"arm": "base", "duration_ms": 10.0, "host": f"h{i % 4}"} for i in range(400)]
+    records += [
+        {"arm": "cand", "duration_ms": 50.0 if i % 2 else 10.0, "host": "c1" if i % 2 else "h0"}
+        for i in range(400)
+    ]
+    latency = run(make_store(tmp_path / "f.duckdb", records), ["duration_ms"])["metrics"][0]
+    assert latency["class"] == "High"
+    why = latency["why"]
+    assert why["against"] == "all the baseline's events (none has it)"
+    assert [f["field"] for f in why["fields"]] == ["host"]
+    assert why["fields"][0]["values"][0] == {
+        "value": "c1", "selection_pct": 100.0, "baseline_pct": 0.0
+    }  # fmt: skip
 
 
 # --- the CLI: exit codes, output, usage errors ----------------------------------------------
@@ -292,6 +417,13 @@ def test_cli_json_is_one_object(canary: str) -> None:
         (["-b", "arm = base", "-c", "arm => cand"], "expected a value"),
         (["-b", "arm = base", "-c", "arm = cand", "--pass", "70"], "above --pass"),
         (["-b", "arm = base", "-c", "arm = cand", "--alpha", "0"], "alpha"),
+        (["-b", "arm = base", "-c", "arm = cand", "--follow", "--every", "0s"], "at least 1s"),
+        (
+            ["-b", "arm = base", "-c", "arm = cand", "--from", "2030-01-01", "--to", "2020-01-01"],
+            "not before",
+        ),
+        (["-b", "arm = base", "-c", "arm = cand", "-m", "duration_ms > 5"], "rate(duration_ms"),
+        (["-b", "arm = base", "-c", "arm = cand", "-m", "duration_ms tolerance=5%%"], "tolerance"),
         (["-c", "arm = cand"], "--baseline"),
     ],
 )
@@ -313,6 +445,7 @@ def test_metric_specs() -> None:
         weight=2.0,
     )
     assert parse_metric("db.rows worse=lower tolerance=0.1").tolerance == pytest.approx(0.1)
+    assert parse_metric("rate (error)") == parse_metric("rate(error)")
     with pytest.raises(QueryError, match="weight"):
         parse_metric("duration_ms weight=-1")
 

@@ -584,3 +584,21 @@ def test_a_failing_store_sets_nothing_aside(tmp_path: Path) -> None:
     assert list(spool.glob("*.bad")) == []
     assert len(list(spool.glob("*.jsonl"))) == 4  # still waiting, untouched
     assert ingest_store(db).rows == total  # type: ignore[union-attr]
+
+
+def test_detected_integers_with_negatives_stay_bigint(tmp_path: Path) -> None:
+    # Without a types sidecar DuckDB's reader calls [-1, 2] HUGEINT; they fit a BIGINT.
+    db = tmp_path / "ev.duckdb"
+    writer = SpoolWriter(StorePaths.for_db(db))
+    rows = [
+        {"timestamp": "2026-11-26T08:00:00+00:00", "name": "op", "span_id": f"{i:016x}"}
+        | {"delta": d, "huge": h}
+        for i, (d, h) in enumerate([(-1, 1), (2, 2**63 + 5), (-(2**63), 3)])
+    ]
+    writer.write([json.dumps(r).encode() + b"\n" for r in rows])  # no records: no sidecar
+    writer.seal()
+    assert ingest_store(db).rows == 3  # type: ignore[union-attr]
+    types = dict(query(db, "SELECT column_name, data_type FROM duckdb_columns()"))
+    assert types["delta"] == "BIGINT"
+    assert types["huge"] == "VARCHAR"  # past BIGINT: kept exact as text
+    assert query(db, 'SELECT sum("delta") FROM events') == [(-(2**63) + 1,)]

@@ -130,13 +130,13 @@ def parse_time(since: timedelta | None, start: str | None, end: str | None) -> A
     from ..query.parse import parse_time as when
 
     try:
-        return TimeRange(
-            since=since,
-            start=None if start is None else when(start, "--from"),
-            end=None if end is None else when(end, "--to"),
-        )
+        first = None if start is None else when(start, "--from")
+        last = None if end is None else when(end, "--to")
     except QueryError as exc:
         raise BadInput(exc.message) from None
+    if first is not None and last is not None and first >= last:
+        raise BadInput(f"--from {start} is not before --to {end}")
+    return TimeRange(since=since, start=first, end=last)
 
 
 def parse_wheres(where: tuple[str, ...]) -> list[Any]:

@@ -146,6 +146,8 @@ def compare(
     """
     if marginal_score > pass_score:
         raise BadInput(f"--marginal {marginal_score:g} is above --pass {pass_score:g}")
+    if follow and every.total_seconds() < 1:
+        raise BadInput("--every must be at least 1s")
     baseline = [parse_filter(b) for b in baselines]
     candidate = [parse_filter(c) for c in candidates]
     filters = parse_wheres(where)
@@ -252,7 +254,12 @@ def _show(
 def _summary(metric: dict[str, Any], side: dict[str, Any]) -> str:
     if metric["kind"] == "rate":
         rate = side.get("rate")
-        return "-" if rate is None else f"{100 * rate:.2f}%  of {side['events']:,}"
+        if rate is None:
+            return "-"
+        of = f"{side['events']:,}"
+        if side["weighted"] != side["events"]:
+            of += f" (~{side['weighted']:,.0f})"  # stored (and weighted) events
+        return f"{100 * rate:.2f}%  of {of}"
     parts = [f"{name} {_num(side.get(name))}" for name in ("p50", "p90", "p99")]
     return " · ".join(parts)
 
@@ -263,9 +270,11 @@ def _effect(metric: dict[str, Any]) -> str:
     if metric["kind"] == "rate":
         return f"{100 * metric['difference']:+.2f} pts"
     shifts = metric["shift"]
+    # The shift that made the class: the largest rise for High, the largest fall for Low.
+    sign = {"High": 1, "Low": -1}.get(metric["class"])
     name = max(
         (k for k in shifts if shifts[k] is not None),
-        key=lambda k: abs(shifts[k]),
+        key=lambda k: abs(shifts[k]) if sign is None else sign * shifts[k],
         default=None,
     )
     shift = "" if name is None else f"{name} {100 * shifts[name]:+.1f}% · "

@@ -14,11 +14,13 @@ than pre-aggregated series, and with the reason attached:
   without continuity correction). The effect is the difference of the rates.
 
 Every count is weighted by ``sample_rate``: an event kept 1 in n stands for n in the ranks,
-percentiles and rates. Sampling does not add information, though, so the test statistics
-use Kish's effective sample size: the weighted counts, U and tie sizes are scaled down by
-the design effect d = Σw / n_eff, with n_eff = (Σw)² / Σw² per group. Unsampled data is
-tested exactly as SciPy would; data where every event was kept 1 in k is tested as its
-stored events are, not as k times as many.
+percentiles and rates. Sampling does not add information, though: for a distribution each
+group is tested as its effective number of events, Kish's (Σw)² / Σw² (U and the tie sizes
+scaled to match); a rate's variance is the weighted rate's own, Σw²(y - p0)² / (Σw)², right
+also when sampling keeps every error and 1 in 20 of the rest. Unsampled data is tested
+exactly as SciPy would; a group whose events were all kept 1 in k is tested as its stored
+events are, not as k times as many; groups sampled at different rates are each counted for
+what they are worth. A ``sample_rate`` below 1 counts as 1.
 
 A metric is High (or Low) when its test is significant at ``alpha / m`` (Bonferroni over the
 m metrics, so a neutral comparison fails at most ``alpha`` of the time) *and* its effect is
@@ -31,6 +33,7 @@ lacks data (and nothing failed), ``pass`` at or above the pass threshold, else `
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +50,11 @@ DEFAULT_METRICS = ("duration_ms", "rate(error)")
 PASS, HIGH, LOW, NODATA = "Pass", "High", "Low", "NoData"
 WORSE = ("higher", "lower", "either")
 DEFAULT_TOLERANCE = {"distribution": 0.0, "rate": 0.0}  # as Kayenta: significance decides
-PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))  # the shift is judged on these
+QUANTILES = (("p10", 0.1), *PERCENTILES)
 EXIT_CODES = {"pass": 0, "fail": 1, "marginal": 3, "nodata": 4}
 MIN_GAP = 0.02  # a field explains a failure when one value differs by 2 points of share or more
+WHY_ALPHA = 0.01  # ... and significantly so (Bonferroni over the fields compared)
 
 _NEGATE = {
     "=": "!=",
@@ -96,11 +101,12 @@ def parse_metric(text: str) -> Metric:
     stripped = text.strip()
     if not stripped:
         raise QueryError("empty metric: write FIELD or rate(CONDITION), for example duration_ms")
-    if stripped.lower().startswith("rate("):
-        close = _closing_paren(stripped, 4)
+    opening = re.match(r"rate\s*\(", stripped, re.IGNORECASE)
+    if opening:
+        close = _closing_paren(stripped, opening.end() - 1)
         if close is None:
             raise QueryError("unclosed '(' in rate(…)", text, text.index("("))
-        inner, options = stripped[5:close], stripped[close + 1 :]
+        inner, options = stripped[opening.end() : close], stripped[close + 1 :]
         name, condition = _rate_condition(inner)
         metric = Metric(f"rate({inner.strip()})", "rate", name, condition)
         offset = text.index(stripped) + close + 1
@@ -146,12 +152,10 @@ def _options(metric: Metric, text: str, whole: str, offset: int) -> Metric:
         key, sep, value = token.partition("=")
         key = key.lower()
         if key not in ("worse", "tolerance", "weight"):
-            raise QueryError(
-                f"unknown metric option {key!r}: use worse=, tolerance= or weight=",
-                whole,
-                at,
-                len(token),
-            )
+            hint = "use worse=, tolerance= or weight="
+            if not sep or token[0] in "<>!=":
+                hint = f"a condition goes in rate(…), for example rate({metric.field} > 1000)"
+            raise QueryError(f"unknown metric option {token!r}: {hint}", whole, at, len(token))
         try:
             if not sep or not value:
                 raise ValueError
@@ -160,8 +164,10 @@ def _options(metric: Metric, text: str, whole: str, offset: int) -> Metric:
                     raise ValueError
                 metric = replace(metric, worse=value.lower())
             elif key == "tolerance":
-                number = float(value.rstrip("%"))
-                fraction = number / 100 if value.endswith("%") else number
+                number = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(%?)", value)
+                if number is None:
+                    raise ValueError
+                fraction = float(number[1]) / (100 if number[2] else 1)
                 if not 0 <= fraction < (1 if metric.kind == "rate" else math.inf):
                     raise ValueError
                 metric = replace(metric, tolerance=fraction)
@@ -257,7 +263,8 @@ class _Groups:
         either = f"(({self._all(candidate, self.params)}) OR ({self._all(baseline, self.params)}))"
         self.sql = (
             f"(SELECT *, coalesce(({cand}), false) AS __c, "
-            f"coalesce(sample_rate, 1)::DOUBLE AS __w FROM {EVENTS} WHERE {where} AND {either})"
+            f"greatest(coalesce(sample_rate, 1), 1)::DOUBLE AS __w "
+            f"FROM {EVENTS} WHERE {where} AND {either})"
         )
 
     def _all(self, filters: list[Filter], params: list[Any]) -> str:
@@ -279,8 +286,9 @@ class _Groups:
         self, metrics: list[Metric]
     ) -> tuple[dict[str, dict[str, Any]], list[dict[str, list[float]]]]:
         """One pass over both groups: their sizes (refusing groups that overlap) and, per
-        metric and side, [stored events, Σw, Σw², Σw of bad events] over the events the
-        metric judges (those with the field, for a distribution; all, for a rate)."""
+        metric and side, [stored events, Σw, Σw², Σw of bad events, Σw² of bad events] over
+        the events the metric judges (those with the field, for a distribution; all, for a
+        rate)."""
         params: list[Any] = []
         both = " AND ".join(
             f"({self._all(part, params)})" for part in (self.candidate, self.baseline)
@@ -301,6 +309,9 @@ class _Groups:
                     f"coalesce(sum(__w * __w) FILTER (WHERE {side} AND {judged}), 0)",
                     f"coalesce(sum(__w) FILTER (WHERE {side} AND {bad}), 0)",
                 ]
+                if metric.kind == "rate":  # the same condition, with its own parameters
+                    bad = f"coalesce(({filter_sql(condition, self.store.schema, params)}), false)"
+                parts.append(f"coalesce(sum(__w * __w) FILTER (WHERE {side} AND {bad}), 0)")
         parts += [
             "count(*) FILTER (WHERE __c)",
             "count(*) FILTER (WHERE NOT __c)",
@@ -317,10 +328,10 @@ class _Groups:
                 "overlap (add a condition that tells them apart)"
             )
         per_metric = [
-            {"candidate": values[8 * i : 8 * i + 4], "baseline": values[8 * i + 4 : 8 * i + 8]}
+            {"candidate": values[10 * i : 10 * i + 5], "baseline": values[10 * i + 5 : 10 * i + 10]}
             for i in range(len(metrics))
         ]
-        n_c, n_b, w_c, w_b = values[8 * len(metrics) :]
+        n_c, n_b, w_c, w_b = values[10 * len(metrics) :]
         sizes = {
             "candidate": {"events": int(n_c), "weighted": w_c},
             "baseline": {"events": int(n_b), "weighted": w_b},
@@ -337,16 +348,20 @@ def _distribution(
 ) -> dict[str, Any]:
     column = groups.numeric(metric)
     col = quote_ident(column)
-    (n_c, w_c, q_c, _), (n_b, w_b, q_b, _) = sides["candidate"], sides["baseline"]
-    params: list[Any] = []
+    (n_c, w_c, q_c, _, _), (n_b, w_b, q_b, _, _) = sides["candidate"], sides["baseline"]
+    # Each side's weights scaled to its effective size (n_eff / Σw = Σw / Σw²): the test
+    # counts a side as n_eff observations, the ties in the same units.
+    a, b = (w_c / q_c if q_c else 0.0), (w_b / q_b if q_b else 0.0)
+    params: list[Any] = [a, b] * 3  # the tie term's three factors
     quantiles = []
     for side, total in (("c", w_c), ("b", w_b)):
-        for _, p in PERCENTILES:
+        for _, p in QUANTILES:
             quantiles.append(f"min(v) FILTER (WHERE cum_{side} >= ?)")
             params.append(p * total)
-    # Mid-ranks of weighted values: a value's rank is the weight of all smaller values plus
-    # (its own weight + 1) / 2, the average rank of its ties as if each event were w events.
-    # The running sums per side give the ranks and the (discrete, weighted) percentiles.
+    # U counts, over every (candidate, baseline) pair of events, 1 when the candidate's value
+    # is larger and 1/2 on a tie, each pair weighted w_c * w_b: Σ over the candidate's
+    # values of w_c * (baseline weight below + half the baseline weight equal). The running
+    # sums per side give it and the (discrete, weighted) percentiles.
     sql = f"""
         WITH g AS (
             SELECT {col}::DOUBLE AS v,
@@ -357,23 +372,26 @@ def _distribution(
             SELECT v, wc, wb, sum(wc) OVER w AS cum_c, sum(wb) OVER w AS cum_b
             FROM g WINDOW w AS (ORDER BY v ROWS UNBOUNDED PRECEDING)
         )
-        SELECT sum(wc * (cum_c + cum_b - wc - wb + (wc + wb + 1) / 2)),
-               sum((wc + wb) * (wc + wb) * (wc + wb) - (wc + wb)),
+        SELECT sum(wc * (cum_b - wb / 2)),
+               sum((? * wc + ? * wb) * (? * wc + ? * wb) * (? * wc + ? * wb)),
                {", ".join(quantiles)}
         FROM r
     """
     row = groups.store._rows(sql, [*groups.params, *params])[0]
-    rank_sum, ties = float(row[0] or 0), float(row[1] or 0)
+    u, cubes = float(row[0] or 0), float(row[1] or 0)
     qs = [None if x is None else float(x) for x in row[2:]]
-    k = len(PERCENTILES)
+    k = len(QUANTILES)
     cand: dict[str, Any] = {"events": int(n_c), "weighted": w_c}
     base: dict[str, Any] = {"events": int(n_b), "weighted": w_b}
-    for i, (name, _) in enumerate(PERCENTILES):
-        cand[name], base[name] = qs[i], qs[k + i]
+    for i, (name, _) in enumerate(QUANTILES):
+        cand[name] = qs[i] if w_c else None
+        base[name] = qs[k + i] if w_b else None
     out = _row(metric, alpha, base, cand, field=column)
     if _too_few(out, min_events):
         return out
-    test = mann_whitney(w_c, w_b, rank_sum, ties, _design_effect(w_c, w_b, q_c, q_b))
+    m_c, m_b = w_c * a, w_b * b  # effective sizes
+    test = mann_whitney(m_c, m_b, u * a * b, cubes - (m_c + m_b))
+    test["u"], test["rank_biserial"] = u, 2 * u / (w_c * w_b) - 1
     shifts = {name: _relative(cand[name], base[name]) for name, _ in PERCENTILES}
     finite = [s for s in shifts.values() if s is not None]
     tol = metric.effective_tolerance
@@ -391,13 +409,13 @@ def _rate(
     min_events: int,
 ) -> dict[str, Any]:
     condition = _condition(metric, groups.store.schema)
-    (n_c, w_c, q_c, x_c), (n_b, w_b, q_b, x_b) = sides["candidate"], sides["baseline"]
+    (n_c, w_c, q_c, x_c, qx_c), (n_b, w_b, q_b, x_b, qx_b) = sides["candidate"], sides["baseline"]
     cand = {"events": int(n_c), "weighted": w_c, "rate": x_c / w_c if w_c else None}
     base = {"events": int(n_b), "weighted": w_b, "rate": x_b / w_b if w_b else None}
     out = _row(metric, alpha, base, cand, condition=str(condition))
     if _too_few(out, min_events):
         return out
-    test = two_proportions(x_c, w_c, x_b, w_b, _design_effect(w_c, w_b, q_c, q_b))
+    test = rate_test((n_c, w_c, q_c, x_c, qx_c), (n_b, w_b, q_b, x_b, qx_b))
     tol = metric.effective_tolerance
     up, down = test["difference"] > tol, test["difference"] < -tol
     return {**out, **test, "class": _classify(test["p_value"], alpha, up, down)}
@@ -458,55 +476,51 @@ def _relative(new: float | None, old: float | None) -> float | None:
     return (new - old) / abs(old)
 
 
-def _design_effect(w_c: float, w_b: float, q_c: float, q_b: float) -> float:
-    """Σw / n_eff over both groups (1 when nothing was sampled): how much weighting inflates
-    the apparent number of observations."""
-    n_eff = (w_c * w_c / q_c if q_c else 0.0) + (w_b * w_b / q_b if q_b else 0.0)
-    return max(1.0, (w_c + w_b) / n_eff) if n_eff else 1.0
-
-
 def _p_two_sided(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2.0))
 
 
-def mann_whitney(
-    n1: float, n2: float, rank_sum_1: float, ties: float, design_effect: float = 1.0
-) -> dict[str, float]:
-    """The two-sided Mann-Whitney U test from group 1's rank sum, as SciPy's asymptotic test
+def mann_whitney(n1: float, n2: float, u1: float, ties: float) -> dict[str, float]:
+    """The two-sided Mann-Whitney U test of group 1's U, as SciPy's asymptotic test
     (tie-corrected variance, continuity correction); ``ties`` is Σ(t³ - t) over tied groups.
-    ``u`` is group 1's U; ``rank_biserial`` > 0 when group 1 tends to be larger.
-
-    With a *design_effect* d > 1 (weighted events), the test runs on the effective sizes:
-    n / d events per group, U / d² and tie groups t / d, which is exactly the test of the
-    stored events when every event has the same weight.
-    """
-    u1 = rank_sum_1 - n1 * (n1 + 1) / 2
-    r = 2 * u1 / (n1 * n2) - 1 if n1 and n2 else 0.0
-    d = design_effect
-    n = (n1 + n2) / d
-    n1, n2, u1_eff = n1 / d, n2 / d, u1 / (d * d)
-    ties = (ties + (n1 + n2) * d) / d**3 - n  # Σt³ = ties + Σt, then each t scaled by 1/d
+    Sizes, U and tie sizes may be fractional: effective, for weighted events."""
     mean = n1 * n2 / 2
+    n = n1 + n2
     var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))) if n > 1 else 0.0
     if var <= 0:
-        return {"u": u1, "z": 0.0, "p_value": 1.0, "rank_biserial": r}
-    u = max(u1_eff, n1 * n2 - u1_eff)
+        return {"u": u1, "z": 0.0, "p_value": 1.0}
+    u = max(u1, n1 * n2 - u1)
     z = max((u - mean - 0.5) / math.sqrt(var), 0.0)
-    return {
-        "u": u1,
-        "z": math.copysign(z, u1_eff - mean),
-        "p_value": min(1.0, _p_two_sided(z)),
-        "rank_biserial": r,
-    }
+    return {"u": u1, "z": math.copysign(z, u1 - mean), "p_value": min(1.0, _p_two_sided(z))}
 
 
-def two_proportions(
-    x1: float, n1: float, x2: float, n2: float, design_effect: float = 1.0
-) -> dict[str, float]:
+def two_proportions(x1: float, n1: float, x2: float, n2: float) -> dict[str, float]:
     """The pooled two-proportion z-test, two-sided; ``difference`` is rate 1 - rate 2."""
-    p1, p2 = x1 / n1, x2 / n2
-    pooled = (x1 + x2) / (n1 + n2)
-    var = pooled * (1 - pooled) * (1 / n1 + 1 / n2) * design_effect
+    return rate_test((n1, n1, n1, x1, x1), (n2, n2, n2, x2, x2))
+
+
+def rate_test(group1: tuple[float, ...], group2: tuple[float, ...]) -> dict[str, float]:
+    """A two-sided z-test of two weighted rates; each group is (stored events n, Σw, Σw²,
+    Σw·y, Σw²·y) for y = 1 on the events that meet the condition.
+
+    Under the null hypothesis both rates are the pooled p0. A group whose events all have
+    the same weight gets the binomial variance p0(1 - p0) / n of its stored events (so
+    unsampled data is the classic pooled test, a 2x2 chi-square); any other group the
+    variance of a weighted rate, Σw²(y - p0)² / (Σw)², which stays right when the weights
+    depend on the outcome (every error kept, 1 in 20 of the rest).
+    """
+    (n1, w1, q1, x1, qx1), (n2, w2, q2, x2, qx2) = group1, group2
+    if not w1 or not w2:
+        return {"difference": 0.0, "z": 0.0, "p_value": 1.0}
+    p1, p2 = x1 / w1, x2 / w2
+    p0 = (x1 + x2) / (w1 + w2)
+
+    def variance(n: float, w: float, q: float, qx: float) -> float:
+        if math.isclose(q * n, w * w, rel_tol=1e-12):
+            return p0 * (1 - p0) / n
+        return (qx * (1 - 2 * p0) + p0 * p0 * q) / (w * w)  # y is 0 or 1
+
+    var = variance(n1, w1, q1, qx1) + variance(n2, w2, q2, qx2)
     if var <= 0:
         return {"difference": p1 - p2, "z": 0.0, "p_value": 1.0}
     z = (p1 - p2) / math.sqrt(var)
@@ -524,29 +538,30 @@ def _fails(metric: Metric, klass: str) -> bool:
 def _verdict(
     metrics: list[Metric], rows: list[dict[str, Any]], t: Thresholds
 ) -> tuple[float | None, str]:
+    """The score over the metrics with data; ``fail`` under the marginal threshold; else
+    ``nodata`` when a metric lacks data and none failed (more traffic could still make it a
+    pass); else ``pass`` or ``marginal`` (a failing metric never reads as "not enough
+    data")."""
     judged = [(m, r) for m, r in zip(metrics, rows, strict=True) if r["class"] != NODATA]
     total = sum(m.weight for m, _ in judged)
-    score = (
-        round(100.0 * sum(m.weight for m, r in judged if not r["fails"]) / total, 1)
-        if total
-        else None
-    )
+    score = 100.0 * sum(m.weight for m, r in judged if not r["fails"]) / total if total else None
+    shown = None if score is None else round(score, 1)
     if score is not None and score < t.marginal_score:
-        return score, "fail"
-    if len(judged) < len(rows):
-        return score, "nodata"
+        return shown, "fail"
+    if len(judged) < len(rows) and not any(r["fails"] for _, r in judged):
+        return shown, "nodata"
     assert score is not None
-    return score, "pass" if score >= t.pass_score else "marginal"
+    return shown, "pass" if score >= t.pass_score else "marginal"
 
 
 def _why(groups: _Groups, metric: Metric, row: dict[str, Any]) -> dict[str, Any] | None:
     """What is different about the candidate's bad events, against the baseline's bad ones:
     what makes events bad in both groups (a slow route) cancels out, what the canary changed
-    stands out. When the baseline has no bad event, against all of its events."""
+    stands out. When the baseline has no bad event, against all of its events. A field is
+    named only when its leading value's share differs significantly between the two."""
     high = row["class"] == HIGH
-    against = "the baseline's events with the same condition"
     if metric.kind == "distribution":
-        edge = row["baseline"]["p90"] if high else _lower_decile(groups, row["field"])
+        edge = row["baseline"]["p90" if high else "p10"]
         if edge is None:
             return None
         bad = Filter(row["field"], ">" if high else "<", (repr(float(edge)),))
@@ -562,35 +577,44 @@ def _why(groups: _Groups, metric: Metric, row: dict[str, Any]) -> dict[str, Any]
             condition = Filter(condition.field, op, condition.values)
         bad = condition
         described = str(condition)
-    baseline = [*groups.baseline, bad]
-    if metric.kind == "rate" and row["baseline"]["rate"] == (0.0 if high else 1.0):
-        baseline, against = groups.baseline, "all the baseline's events (none has it)"
-    try:
-        fields = breakdown(
-            groups.store,
-            [*groups.candidate, bad],
-            groups.filters,
-            groups.time,
-            baseline=baseline,
-            top_values=3,
-        )
-    except QueryError:
-        return None  # the candidate has no bad event (a Low class on a rare condition)
-    ranked = [
-        f
-        for f in fields
-        if not f["in_selection"] and not f.get("near_unique") and f["score"] >= MIN_GAP
-    ]
-    return {"bad": described, "against": against, "fields": ranked[:5]}
-
-
-def _lower_decile(groups: _Groups, column: str) -> float | None:
-    col = quote_ident(column)
-    ((value,),) = groups.store._rows(
-        f"SELECT quantile_disc({col}, 0.1) FILTER (WHERE NOT __c) FROM {groups.sql}",
-        groups.params,
+    params: list[Any] = []
+    is_bad = f"coalesce(({filter_sql(bad, groups.store.schema, params)}), false)"
+    ((n_sel, n_base_bad, n_base),) = groups.store._rows(
+        f"SELECT count(*) FILTER (WHERE __c AND {is_bad}), "
+        f"count(*) FILTER (WHERE NOT __c AND {is_bad}), count(*) FILTER (WHERE NOT __c) "
+        f"FROM {groups.sql}",
+        [*params, *params, *groups.params],
     )
-    return None if value is None else float(value)
+    if not n_sel:
+        return None  # the candidate has no bad event (a Low class on a rare condition)
+    against, baseline = "the baseline's events with the same condition", [*groups.baseline, bad]
+    if not n_base_bad:
+        against, baseline = "all the baseline's events (none has it)", groups.baseline
+        n_base_bad = n_base
+    fields = breakdown(
+        groups.store,
+        [*groups.candidate, bad],
+        groups.filters,
+        groups.time,
+        baseline=baseline,
+        top_values=3,
+    )
+    candidates = [f for f in fields if not f["in_selection"] and not f.get("near_unique")]
+    level = WHY_ALPHA / max(1, len(candidates))
+    named = [
+        f
+        for f in candidates
+        if f["score"] >= MIN_GAP
+        and f["values"]
+        and _share_p(f["values"][0], n_sel, n_base_bad) < level
+    ]
+    return {"bad": described, "against": against, "fields": named[:5]}
+
+
+def _share_p(value: dict[str, Any], n1: int, n2: int) -> float:
+    """Two-sided p-value that a value's share differs between the two sides (stored events)."""
+    s1, s2 = value["selection_pct"] / 100, value["baseline_pct"] / 100
+    return two_proportions(s1 * n1, n1, s2 * n2, n2)["p_value"]
 
 
 def _num(x: float) -> str:

@@ -198,11 +198,21 @@ def _file_list(files: list[Path]) -> str:
 
 
 def _detect(con: duckdb.DuckDBPyConnection, files: list[Path]) -> dict[str, str | None]:
-    rows = con.execute(
-        f"DESCRIBE SELECT * FROM read_ndjson({_file_list(files)}, sample_size=-1, "
-        "union_by_name=true, maximum_depth=2)"
-    ).fetchall()
-    return {name: store_type(typ) for name, typ, *_ in rows}
+    source = (
+        f"read_ndjson({_file_list(files)}, sample_size=-1, union_by_name=true, maximum_depth=2)"
+    )
+    rows = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    types = {name: store_type(typ) for name, typ, *_ in rows}
+    # The reader calls integers HUGEINT as soon as one is negative: BIGINT when all fit.
+    wide = [name for name, typ, *_ in rows if typ.upper() in ("HUGEINT", "UBIGINT")]
+    if wide:
+        bounds = ", ".join(f"min({quote_ident(n)}), max({quote_ident(n)})" for n in wide)
+        row = con.execute(f"SELECT {bounds} FROM {source}").fetchone() or ()
+        for i, name in enumerate(wide):
+            lo, hi = row[2 * i], row[2 * i + 1]
+            if lo is not None and lo >= -(2**63) and hi < 2**63:
+                types[name] = "BIGINT"
+    return types
 
 
 def _types_path(segment: Path) -> Path:
