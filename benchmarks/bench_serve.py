@@ -139,7 +139,8 @@ class Serve:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(self.url + "/", timeout=1).read()
+                with urllib.request.urlopen(self.url + "/", timeout=1) as resp:
+                    resp.read()
                 return
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:

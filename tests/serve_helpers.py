@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +64,11 @@ def call(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
 
 @contextmanager
 def serve(
-    db: Path, *, token: str | None = None, env: dict[str, str] | None = None
+    db: Path,
+    *,
+    token: str | None = None,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[Served]:
     """Start ``wideevents serve --db DB`` and wait until it answers; SIGTERM it after."""
     port = free_port()
@@ -74,14 +78,18 @@ def serve(
         full_env["WIDEEVENTS_SERVE_TOKEN"] = token
     log = db.with_name(db.name + f".serve-{port}.log")
     with open(log, "wb") as err:
-        proc = subprocess.Popen(args, env=full_env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            args, env=full_env, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=preexec_fn
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
-            urllib.request.urlopen(url + "/", timeout=1).read()
+            with urllib.request.urlopen(url + "/", timeout=1) as resp:
+                resp.read()
             break
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError as err:
+            err.close()
             break  # it answers
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:

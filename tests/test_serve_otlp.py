@@ -375,3 +375,26 @@ def test_spans_are_ingested_in_the_background_when_nobody_queries(tmp_path: Path
     with Store(db, ingest_first=False) as store:
         rows = store.query(Query(limit=1))
     assert rows[0]["count"] == 150
+
+
+def test_a_store_that_cannot_be_written_answers_503_and_keeps_every_200(tmp_path: Path) -> None:
+    """A 200 means the spans are on disk; a failed write is said, not swallowed."""
+    import resource
+
+    def small_disk() -> None:  # writes past 1 MB fail (EFBIG), as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.RLIM_INFINITY))
+
+    db = tmp_path / "full.duckdb"
+    env = {"WIDEEVENTS_INGEST_INTERVAL": "0"}
+    with serve(db, env=env, preexec_fn=small_disk) as srv:
+        status, _ = srv.post("/v1/traces", _request(100).SerializeToString(), PROTOBUF)
+        assert status == 200
+        big = _request(6000, start=100).SerializeToString()  # ~1.5 MB of event lines
+        status, answer = srv.post("/v1/traces", big, PROTOBUF)
+        assert status == 503 and b"could not be written" in answer
+        status, _ = srv.post(
+            "/v1/traces", _request(100, start=10_000).SerializeToString(), PROTOBUF
+        )
+        assert status == 200  # a new segment: writing resumes
+    assert _count(db) == 200
+    assert _count(db, "i >= 100", "i < 10000") == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -189,6 +190,7 @@ class Receiver:
         self.paths = StorePaths.for_db(db)
         self.pipeline, self.sink = store_pipeline(self.paths.db)
         self.accepted = 0
+        self._lock = threading.Lock()
 
     def accept(self, request: ExportTraceServiceRequest) -> tuple[int, int, str]:
         """Write every valid span as an event; returns (accepted, rejected, why rejected)."""
@@ -232,12 +234,13 @@ class Receiver:
                     )
         if not events:
             return 0, rejected, why
-        lost_before = self.sink.writer.lines_lost
-        written = self.pipeline.export_now(events)
-        if self.sink.writer.lines_lost != lost_before:
-            raise OTLPError(503, "the store could not be written (disk full or read-only?)")
+        with self._lock:  # so a failed write is blamed on the request that made it
+            lost_before = self.sink.writer.lines_lost
+            written = self.pipeline.export_now(events)
+            if self.sink.writer.lines_lost != lost_before:
+                raise OTLPError(503, "the store could not be written (disk full or read-only?)")
+            self.accepted += written
         rejected += len(events) - written
-        self.accepted += written
         return written, rejected, why
 
     def seal(self) -> None:
