@@ -327,3 +327,25 @@ def test_malformed_traceparent_starts_a_new_trace(memory: MemorySink, bad: str |
         pass
     (r,) = records(memory)
     assert r["parent_id"] is None and r["trace_id"] != "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_finished_events_are_freed_without_the_garbage_collector() -> None:
+    # No event refers to itself: a web app's events are freed when the worker is done with
+    # them, not left as cyclic garbage for a GC pass on the request path.
+    import gc
+
+    from wideevents._event import Event
+
+    class Drop:
+        def submit(self, ev: Event) -> None:
+            pass
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(100):
+            with Event("root", {"a": 1}, Drop()) as root, Event("child", {}, Drop()):
+                root.fields["b"] = 2
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -88,7 +88,7 @@ class Event:
         self.span_id: int
         self.parent_id: int
         self._t0: float
-        self._root: Event
+        self._root: Event | None  # the trace's root event; None on the root itself
         self._trace_fields: dict[str, Any] | None
         self._token: contextvars.Token[Event | None]
 
@@ -104,12 +104,14 @@ class Event:
                     self.parent_id = 0
                 else:
                     self.trace_id, self.parent_id = ids
-            self._root = self
+            # None stands for itself: a reference to itself would make every event cyclic
+            # garbage, freed by a GC pass instead of when its last use ends.
+            self._root = None
             self._trace_fields = None
         else:
             self.trace_id = parent.trace_id
             self.parent_id = parent.span_id
-            self._root = root = parent._root
+            self._root = root = parent._root or parent
             self._trace_fields = root._shared
         self.span_id = _rand(64) or 1
         self._token = _current.set(self)
@@ -359,7 +361,7 @@ def add_to_trace(**fields: Any) -> None:
     if ev is None:
         return
     ev.fields.update(fields)
-    root = ev._root
+    root = ev._root or ev
     # Copy on write: events that started earlier keep the dict they saw.
     root._shared = {**(root._shared or {}), **fields}
 

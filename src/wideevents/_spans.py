@@ -73,7 +73,7 @@ def span_event(
         offset = time.time() - time.perf_counter()
     event._t0 = start_ns / 1e9 - offset
     event._t1 = max(end_ns, start_ns) / 1e9 - offset
-    event._root = event
+    event._root = None  # a root of its own
     event._trace_fields = None
     return event
 

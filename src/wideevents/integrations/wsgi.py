@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import _internal
+from .._client import DEFAULT as _DEFAULT
 from .._event import Event
 from .._event import current_event as _current_event
 from ._http import event_name, request_fields
@@ -83,11 +84,11 @@ class WideEventsMiddleware:
 
 
 def _start(environ: dict[str, Any], headers: tuple[str, ...]) -> Event:
-    import wideevents
-
     fields = request_fields(environ, headers)
-    ev = wideevents.event(fields["http.request.method"], **fields)
-    ev.continue_trace(environ.get("HTTP_TRACEPARENT"))
+    ev = Event(fields["http.request.method"], fields, _DEFAULT._pipeline or _DEFAULT._ensure())
+    traceparent = environ.get("HTTP_TRACEPARENT")
+    if traceparent is not None:
+        ev.continue_trace(traceparent)
     ev.__enter__()
     return ev
 
@@ -111,6 +112,11 @@ class _Response:
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
+        if "http.response.body.size" in self._ev.fields:  # Content-Length said it: no counting
+            return iter(self._result)
+        return self._counted()
+
+    def _counted(self) -> Iterator[bytes]:
         try:
             for chunk in self._result:
                 self._size += len(chunk)
