@@ -87,3 +87,57 @@ def test_otel_spans_become_wide_events(memory: MemorySink) -> None:
     start = dt.datetime.fromisoformat(got["GET"]["timestamp"].replace("Z", "+00:00"))
     assert abs((start - before).total_seconds()) < 1.0
     assert got["GET"]["duration_ms"] >= got["db"]["duration_ms"] >= 0
+
+
+def test_requests_instrumentation_spans_become_wide_events(memory: MemorySink) -> None:
+    # The real opentelemetry-instrumentation-requests, calling a real HTTP server: a codebase
+    # already on OTel gets its outgoing calls as wide events, inside the caller's trace.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404 if "missing" in self.path else 200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    provider = TracerProvider()
+    provider.add_span_processor(WideEventsSpanProcessor())
+    instrumentor = RequestsInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    join_otel_traces()
+    tracer = provider.get_tracer("app")
+    try:
+        with tracer.start_as_current_span("sync_orders") as job, event("plan"):
+            assert requests.get(f"{base}/orders?token=tok-s3cr3t-123", timeout=5).ok
+            assert requests.get(f"{base}/missing", timeout=5).status_code == 404
+    finally:
+        instrumentor.uninstrument()
+        server.shutdown()
+        server.server_close()
+    wideevents.flush()
+    calls = [r for r in memory.events if r["name"] == "GET"]
+    assert len(calls) == 2, [r["name"] for r in memory.events]
+    # Old-convention attributes (the instrumentation's default) arrive under stable names.
+    assert "http.status_code" not in calls[0] and "http.url" not in calls[0]
+    ok, missing = sorted(calls, key=lambda r: r["http.response.status_code"])
+    assert ok["http.response.status_code"] == 200 and missing["http.response.status_code"] == 404
+    assert ok["http.request.method"] == "GET"
+    assert ok["url.full"].startswith(f"{base}/orders")
+    assert "tok-s3cr3t-123" not in ok["url.full"]  # redacted like any event
+    assert missing["error"] is True  # a 4xx client span is an error in OTel's conventions
+    # One trace: the OTel span, the calls it made, and the wide event opened inside it.
+    ctx = job.get_span_context()
+    plan = next(r for r in memory.events if r["name"] == "plan")
+    assert {r["trace_id"] for r in [*calls, plan]} == {f"{ctx.trace_id:032x}"}
+    assert {r["parent_id"] for r in [*calls, plan]} == {f"{ctx.span_id:016x}"}

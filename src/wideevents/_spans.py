@@ -9,7 +9,10 @@ The event keeps the span's name, ids and times; its attributes flattened under t
 names (resource attributes first, a span attribute of the same name wins); an ERROR status
 becomes ``error`` with ``error.message``, and an ``exception`` span event gives
 ``error.type``; ``otel.span.kind`` and ``otel.scope.name``; other span events as a list in
-``otel.span.events``.
+``otel.span.events``. HTTP attributes under their names from before OpenTelemetry's stable
+HTTP conventions (``http.method``, ``http.status_code``, ``http.url`` …, still the default of
+many instrumentations) are renamed to the stable ones, so an outgoing call traced by OTel and
+a request recorded by the SDK are queried with the same fields.
 """
 
 from __future__ import annotations
@@ -20,6 +23,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._event import Event, Submitter
+
+# Deprecated HTTP attribute -> its stable name (OpenTelemetry's HTTP migration guide).
+STABLE_HTTP = {
+    "http.method": "http.request.method",
+    "http.status_code": "http.response.status_code",
+    "http.url": "url.full",
+    "http.scheme": "url.scheme",
+    "http.user_agent": "user_agent.original",
+    "http.client_ip": "client.address",
+    "http.request_content_length": "http.request.body.size",
+    "http.response_content_length": "http.response.body.size",
+}
 
 SpanEvent = tuple[str, int, Mapping[str, Any]]
 """A span event: (name, time in ns since the epoch, attributes)."""
@@ -49,6 +64,10 @@ def span_event(
     monotonic clock); pass one per batch of spans, or leave it to be read here.
     """
     fields: dict[str, Any] = {**resource, **attributes} if resource else dict(attributes)
+    if "http.method" in fields or "http.status_code" in fields:
+        for old, stable in STABLE_HTTP.items():
+            if old in fields and stable not in fields:
+                fields[stable] = fields.pop(old)
     others: list[dict[str, Any]] = []
     for ev_name, ev_time, ev_attrs in events:
         if error and ev_name == "exception" and ev_attrs:
