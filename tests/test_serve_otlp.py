@@ -88,7 +88,9 @@ def test_python_sdk_spans_become_events_with_ids_parents_attributes_and_no_secre
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH")
-def test_node_sdk_spans_become_events(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoding", ["proto", "json"])
+def test_node_sdk_spans_become_events(tmp_path: Path, encoding: str) -> None:
+    """exporter-trace-otlp-proto sends protobuf, exporter-trace-otlp-http JSON (hex ids)."""
     if not (NODE_CLIENT / "node_modules").is_dir():
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_CLIENT, check=True, timeout=300
@@ -96,7 +98,7 @@ def test_node_sdk_spans_become_events(tmp_path: Path) -> None:
     db = tmp_path / "node.duckdb"
     with serve(db) as srv:
         out = subprocess.run(
-            ["node", str(NODE_CLIENT / "send.js"), srv.url, "node-orders", "30"],
+            ["node", str(NODE_CLIENT / "send.js"), srv.url, "node-orders", "30", encoding],
             capture_output=True,
             text=True,
             timeout=120,

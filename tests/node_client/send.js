@@ -1,14 +1,19 @@
-// Sends traces to an OTLP/HTTP endpoint with the Node.js OpenTelemetry SDK (protobuf encoding).
-//   node send.js URL SERVICE TRACES [TOKEN]
+// Sends traces to an OTLP/HTTP endpoint with the Node.js OpenTelemetry SDK.
+//   node send.js URL SERVICE TRACES [proto|json] [TOKEN]
+// proto: @opentelemetry/exporter-trace-otlp-proto; json: @opentelemetry/exporter-trace-otlp-http.
 // Each trace: a server span "GET /orders/{id}" with a client child "SELECT orders" (an error
 // with an exception event). Prints one JSON line per trace: its trace, root and child ids.
 "use strict";
 const { trace, SpanKind, SpanStatusCode, context } = require("@opentelemetry/api");
 const { NodeTracerProvider, BatchSpanProcessor } = require("@opentelemetry/sdk-trace-node");
-const { OTLPTraceExporter } = require("@opentelemetry/exporter-trace-otlp-proto");
 const { resourceFromAttributes } = require("@opentelemetry/resources");
 
-const [url, service, count, token] = process.argv.slice(2);
+const [url, service, count, encoding, token] = process.argv.slice(2);
+const { OTLPTraceExporter } = require(
+  encoding === "json"
+    ? "@opentelemetry/exporter-trace-otlp-http"
+    : "@opentelemetry/exporter-trace-otlp-proto",
+);
 const exporter = new OTLPTraceExporter({
   url: url + "/v1/traces",
   headers: token ? { Authorization: "Bearer " + token } : {},
