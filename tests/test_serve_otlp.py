@@ -202,6 +202,10 @@ def test_json_encoding_hex_ids_and_a_json_answer(tmp_path: Path) -> None:
     assert abs(at.timestamp() - 1_764_143_000) < 3e-6
     assert ev["error"] is True and ev["error.message"] == "boom"
     assert ev["otel.span.kind"] == "server" and ev["service.name"] == "c"
+    # serve made the database (for the API call) and the spool: owner-only, as the SDK's.
+    spool = Path(str(db) + ".spool")
+    assert db.stat().st_mode & 0o777 == 0o600 and spool.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o077 == 0 for p in spool.iterdir())
 
 
 def test_malformed_bodies_get_400_with_a_message_and_lose_nothing_accepted(
