@@ -602,3 +602,41 @@ def test_detected_integers_with_negatives_stay_bigint(tmp_path: Path) -> None:
     assert types["delta"] == "BIGINT"
     assert types["huge"] == "VARCHAR"  # past BIGINT: kept exact as text
     assert query(db, 'SELECT sum("delta") FROM events') == [(-(2**63) + 1,)]
+
+
+def test_odd_field_names_never_wedge_the_store(tmp_path: Path) -> None:
+    # An empty name, a NUL, names that differ only in case (from each other, from a column,
+    # from a core column): DuckDB cannot tell them apart as columns. They go to the overflow
+    # object, every event is stored, and later batches ingest as usual.
+    db = tmp_path / "ev.duckdb"
+    configure_store(db)
+    with event("first", **{"user.userId": "u1"}):
+        pass
+    wideevents.flush()
+    assert ingest_store(db).rows == 1  # type: ignore[union-attr]
+    with event("a", **{"user.userid": "u2", "Duration_MS": 5}):
+        pass
+    with event("b", **{"": "empty", "nul\x00key": 1, "x": 1, "X": 2}):
+        pass
+    with event("c", **{"user.userId": "u3", "plain": True}):
+        pass
+    wideevents.flush()
+    assert ingest_store(db).rows == 3  # type: ignore[union-attr]
+    rows = {
+        name: (user, json.loads(extra) if extra else None)
+        for name, user, extra in query(
+            db, 'SELECT name, "user.userId", "attributes.overflow" FROM events'
+        )
+    }
+    assert rows["first"] == ("u1", None)
+    assert rows["a"] == (None, {"user.userid": "u2", "Duration_MS": 5})
+    assert rows["b"][1] == {"": "empty", "nul\x00key": 1, "X": 2}
+    assert rows["c"] == ("u3", None)
+    assert query(
+        db, 'SELECT "x", plain FROM events WHERE name IN (?, ?) ORDER BY name', ["b", "c"]
+    ) == [(1, None), (None, True)]
+    assert not list(StorePaths.for_db(db).spool.glob("*.jsonl*"))  # nothing left behind
+    with event("d", later=1):
+        pass
+    wideevents.flush()
+    assert ingest_store(db).rows == 1  # type: ignore[union-attr]

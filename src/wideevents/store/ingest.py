@@ -43,6 +43,7 @@ from .spool import OPEN_SUFFIX, SEALED_SUFFIX, TYPES_SUFFIX
 # What a segment's own content can cause; only these set a segment aside.
 CONTENT_ERRORS = (duckdb.InvalidInputException, duckdb.ConversionException)
 BATCH_FILES = 512
+REWRITTEN_SUFFIX = ".rewritten"  # a segment's copy with its unreadable fields moved
 BATCH_BYTES = 256 << 20
 
 
@@ -274,9 +275,21 @@ def _ingest_typed(
     if not todo:
         return 0
     detected = types if types is not None else _detect(con, todo)
+    existing = table_columns(con)
+    unreadable = unreadable_fields(existing, detected)
+    sources = todo
+    if unreadable:
+        # Fields no column can hold and the reader cannot name apart: moved, in a rewritten
+        # copy of each segment, into the overflow object, so nothing is lost and the store
+        # never wedges on one odd key.
+        sources = [_rewrite_segment(f, unreadable) for f in todo]
+        detected = {k: v for k, v in detected.items() if k not in unreadable}
+        detected[OVERFLOW] = "JSON"
     con.execute("BEGIN TRANSACTION")
     try:
-        read, add, alter, overflow = plan_columns(table_columns(con), detected)
+        read, add, alter, overflow = plan_columns(existing, detected)
+        if OVERFLOW in detected:
+            read[OVERFLOW] = "JSON"
         for column, typ in add.items():
             con.execute(f"ALTER TABLE {EVENTS} ADD COLUMN {quote_ident(column)} {typ}")
         for column, typ in alter.items():
@@ -289,13 +302,18 @@ def _ingest_typed(
             + ", ".join(f"{quote_literal(k)}: {quote_literal(v)}" for k, v in columns.items())
             + "}"
         )
-        select = [quote_ident(c) for c in read]
+        select = [quote_ident(c) for c in read if c != OVERFLOW]
         if overflow:
             pairs = ", ".join(f"{quote_literal(n)}, {quote_ident(n)}" for n in overflow)
-            select.append(f"json_object({pairs}) AS {quote_ident(OVERFLOW)}")
+            packed = f"json_object({pairs})"
+            if OVERFLOW in read:
+                packed = f"json_merge_patch(coalesce({quote_ident(OVERFLOW)}, '{{}}'), {packed})"
+            select.append(f"{packed} AS {quote_ident(OVERFLOW)}")
+        elif OVERFLOW in read:
+            select.append(quote_ident(OVERFLOW))
         count = con.execute(
             f"INSERT INTO {EVENTS} BY NAME SELECT {', '.join(select)} "
-            f"FROM read_ndjson({_file_list(todo)}, columns={spec}, format='newline_delimited')"
+            f"FROM read_ndjson({_file_list(sources)}, columns={spec}, format='newline_delimited')"
         ).fetchall()[0][0]
         con.execute(
             f"INSERT INTO {SEGMENTS} SELECT unnest(?::VARCHAR[]), NULL, now()",
@@ -307,7 +325,53 @@ def _ingest_typed(
         raise
     for f in todo:
         _remove(f)
+    for f in sources:
+        if f not in todo:
+            f.unlink(missing_ok=True)
     return int(count)
+
+
+def unreadable_fields(existing: dict[str, str], detected: dict[str, str | None]) -> set[str]:
+    """Fields the JSON reader cannot be told apart: an empty name, a NUL in it, or a name
+    that differs only in case from a column or from another field of the batch (DuckDB's
+    names are case-insensitive). A table column's own spelling, else the first, stays."""
+    keep = {name.lower(): name for name in existing}
+    bad = set()
+    for name in detected:
+        if not name.strip() or "\x00" in name:
+            bad.add(name)
+            continue
+        first = keep.setdefault(name.lower(), name)
+        if first != name:
+            bad.add(name)
+    bad.discard(OVERFLOW)
+    return bad
+
+
+def _rewrite_segment(segment: Path, unreadable: set[str]) -> Path:
+    """A copy of *segment* with the *unreadable* fields of each event moved into its
+    overflow object (merged with one it has); a torn last line is left out, as the reader
+    would."""
+    out = segment.with_name(segment.name + REWRITTEN_SUFFIX)
+    lines = segment.read_bytes().split(b"\n")
+    with private_umask(), open(out, "wb") as f:
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                if i == len(lines) - 1:
+                    continue  # torn by a crash mid-write
+                raise duckdb.InvalidInputException(
+                    f"{segment.name}: line {i + 1} is not JSON"
+                ) from None
+            moved = {k: record.pop(k) for k in unreadable & record.keys()}
+            if moved:
+                extra = record.get(OVERFLOW)
+                record[OVERFLOW] = {**extra, **moved} if isinstance(extra, dict) else moved
+            f.write(orjson.dumps(record) + b"\n")
+    return out
 
 
 def ingest(
@@ -317,6 +381,8 @@ def ingest(
     ensure_tables(con)
     spool = paths.ensure_spool()
     claim_abandoned(spool)
+    for stale in spool.glob("*" + REWRITTEN_SUFFIX):  # left by a run that died; we hold the lock
+        stale.unlink(missing_ok=True)
     result = IngestResult()
     for n, batch in enumerate(_batches(sealed_segments(spool))):
         if max_batches is not None and n >= max_batches:
