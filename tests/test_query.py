@@ -291,6 +291,47 @@ def test_trace_tree_depths(tmp_path: Path) -> None:
     assert waterfall.exit_code == 0 and "    grandchild" in waterfall.output
 
 
+def test_trace_survives_duplicate_spans_and_parent_cycles(tmp_path: Path) -> None:
+    t = "b" * 32
+
+    def span(span_id: str, parent: str | None, name: str) -> dict[str, Any]:
+        return {"trace_id": t, "span_id": span_id * 16, "parent_id": parent, "name": name}
+
+    db = make_store(
+        tmp_path / "t.duckdb",
+        [
+            span("1", None, "root"),
+            span("1", None, "root"),  # stored twice: an exporter retried
+            span("2", "1" * 16, "child"),
+            span("3", "3" * 16, "own parent"),
+            span("4", "5" * 16, "cycle a"),
+            span("5", "4" * 16, "cycle b"),
+        ],
+    )
+    tree = ok_json("trace", "--db", str(db), t)
+    assert [(e["name"], e["depth"]) for e in tree] == [
+        ("root", 0),
+        ("child", 1),
+        ("own parent", 0),
+        ("cycle a", 0),
+        ("cycle b", 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "1000000000d"], "longer than"),
+        (["--granularity", "99999999999d"], "longer than"),
+        (["-c", "heatmap(http.route)"], "numeric"),
+    ],
+)
+def test_out_of_range_input_is_exit_2(shop: str, args: list[str], message: str) -> None:
+    result = cli("query", "--db", shop, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
 def test_fields_lists_the_schema(shop: str) -> None:
     rows = {r["name"]: r for r in ok_json("fields", "--db", shop)}
     assert rows["status"]["type"] == "BIGINT"

@@ -98,6 +98,11 @@ class Store:
         for calc in q.calcs:
             if calc.op == "heatmap" and calc.field is not None:
                 column = self.schema.resolve(calc.field)
+                if not self.schema.is_numeric(column):
+                    raise QueryError(
+                        f"heatmap() needs a numeric field; {column!r} holds "
+                        f"{self.schema.type_of(column)}"
+                    )
                 params: list[Any] = []
                 where = where_sql(q.filters, q.time, self.schema, self.now, params)
                 col = quote_ident(column)
@@ -162,20 +167,32 @@ class Store:
         cur = self.con.execute(
             f"SELECT * FROM {EVENTS} WHERE trace_id = ? ORDER BY timestamp", [trace_id.lower()]
         )
-        events = self._records(cur)
-        by_parent: dict[str | None, list[dict[str, Any]]] = {}
-        ids = {e.get("span_id") for e in events}
+        events: list[dict[str, Any]] = []
+        ids: set[Any] = set()
+        for e in self._records(cur):
+            if e.get("span_id") not in ids:  # an exporter's retry can store a span twice
+                ids.add(e.get("span_id"))
+                events.append(e)
+        by_parent: dict[Any, list[dict[str, Any]]] = {}
         for e in events:
             parent = e.get("parent_id")
             by_parent.setdefault(parent if parent in ids else None, []).append(e)
         ordered: list[dict[str, Any]] = []
+        placed: set[Any] = set()
 
-        def walk(parent: str | None, depth: int) -> None:
+        def walk(parent: Any, depth: int) -> None:
             for e in by_parent.get(parent, []):
-                ordered.append({**e, "depth": depth})
-                walk(e.get("span_id"), depth + 1)
+                if e.get("span_id") not in placed:
+                    placed.add(e.get("span_id"))
+                    ordered.append({**e, "depth": depth})
+                    walk(e.get("span_id"), depth + 1)
 
         walk(None, 0)
+        for e in events:  # in a parent cycle (bad data): shown from the earliest, not dropped
+            if e.get("span_id") not in placed:
+                placed.add(e.get("span_id"))
+                ordered.append({**e, "depth": 0})
+                walk(e.get("span_id"), 1)
         return ordered
 
     def time_bounds(

@@ -214,12 +214,21 @@ def parse_order(text: str) -> Order:
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+MAX_DURATION = timedelta(days=100 * 365)
+
+
 def parse_duration(text: str) -> timedelta:
     """``90s``, ``15m``, ``1h``, ``7d``, ``2w`` (for ``--since`` and ``--granularity``)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(text))
     if not m:
         raise QueryError(f"{text!r} is not a duration such as 90s, 15m, 1h, 7d or 2w")
-    return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+    try:
+        value = timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+    except OverflowError:
+        value = MAX_DURATION * 2
+    if value > MAX_DURATION:
+        raise QueryError(f"{text!r} is longer than the {MAX_DURATION.days // 365} years we go back")
+    return value
 
 
 def parse_time(text: str, flag: str = "time") -> datetime:
