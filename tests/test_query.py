@@ -445,3 +445,18 @@ def test_json_fields_come_back_as_json(tmp_path: Path) -> None:
     db = make_store(tmp_path / "j.duckdb", [{"tags": ["a", "b"], "meta.redacted": ["password"]}])
     (row,) = ok_json("events", "--db", str(db))
     assert row["tags"] == ["a", "b"] and row["meta.redacted"] == ["password"]
+
+
+def test_demo_walks_the_incident_and_gates_the_build(tmp_path: Path) -> None:
+    db = str(tmp_path / "demo.duckdb")
+    result = cli("demo", "--db", db, "--requests", "6000")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for step in range(1, 8):
+        assert f"── {step}." in out
+    breakdown = out[out.index("── 3.") : out.index("── 4.")]
+    ranked = [line.split()[0] for line in breakdown.splitlines() if "  score " in line]
+    assert ranked[0] == "service.version", breakdown
+    assert "exit code 1: a deploy pipeline stops the rollout" in out
+    assert "exit code 0: the flag is not what hurts" in out
+    assert f"wideevents serve --db {db}" in out

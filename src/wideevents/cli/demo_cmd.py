@@ -258,6 +258,11 @@ def demo(db: str, requests: int, yes: bool) -> None:
         f"Done in {time.perf_counter() - started:.1f} s. The store stays at {paths.db}: "
         "try `wideevents fields`, or your own query."
     )
+    serve = shell(with_db(["wideevents", "serve"], db))
+    click.echo(
+        f"To look at it in a browser (drag a box on the heatmap): {serve}, "
+        "then open http://127.0.0.1:4318/"
+    )
 
 
 def _is_demo(paths: StorePaths) -> bool:
