@@ -2,6 +2,8 @@
 
 python tests/otel_client.py URL SERVICE TRACES [TOKEN]
 
+URL ``-``: the exporter is configured by the standard OTEL_EXPORTER_OTLP_* variables.
+
 Each trace: a server span ``POST /pay`` with a client child ``charge``; every fifth child
 fails with an exception. Prints one JSON line per trace (trace id, root and child span ids),
 exits 0 only when every span was exported.
@@ -23,11 +25,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 def main() -> int:
     url, service, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     token = sys.argv[4] if len(sys.argv) > 4 else None
-    exporter = OTLPSpanExporter(
-        endpoint=url + "/v1/traces",
-        compression=Compression.Gzip,
-        headers={"Authorization": f"Bearer {token}"} if token else None,
-    )
+    if url == "-":  # configured as the README says: OTEL_EXPORTER_OTLP_ENDPOINT, _HEADERS
+        exporter = OTLPSpanExporter(compression=Compression.Gzip)
+    else:
+        exporter = OTLPSpanExporter(
+            endpoint=url + "/v1/traces",
+            compression=Compression.Gzip,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+        )
     provider = TracerProvider(
         resource=Resource.create({"service.name": service, "service.version": "9.9.9"})
     )

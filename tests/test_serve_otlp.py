@@ -31,11 +31,19 @@ HERE = Path(__file__).parent
 NODE_CLIENT = HERE / "node_client"
 
 
-def _run_python_client(url: str, service: str, traces: int, token: str | None = None) -> list[Any]:
+def _run_python_client(
+    url: str,
+    service: str,
+    traces: int,
+    token: str | None = None,
+    env: dict[str, str] | None = None,
+) -> list[Any]:
     args = [sys.executable, str(HERE / "otel_client.py"), url, service, str(traces)]
     if token:
         args.append(token)
-    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        args, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]
 
@@ -293,7 +301,12 @@ def test_with_a_token_every_request_needs_it(tmp_path: Path) -> None:
             assert status == 401
             req_status, answer = _get(srv.url + "/api/fields", headers)
             assert req_status == 401 and "token" in answer["error"]
-        sent = _run_python_client(srv.url, "with-token", 3, token)
+        # Configured as the README says, through the standard variables only.
+        otel_env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": srv.url,
+            "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer%20{token}",
+        }
+        sent = _run_python_client("-", "with-token", 3, env=otel_env)
         status, rows = srv.get(f"/api/trace/{sent[0]['trace_id']}")
         assert status == 200 and len(rows) == 2
         # The page itself (no data) loads without it, to take the token from ?token=.
