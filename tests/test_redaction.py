@@ -82,6 +82,9 @@ CORPUS: list[tuple[str, Any, str]] = [
     ("url.full2", "https://example.com/cb?code=1&access_token=tok-5f4e3d2c1b", "tok-5f4e3d2c1b"),
     ("db.url", "postgres://app:pa55w0rd-x@db.internal:5432/shop", "pa55w0rd-x"),
     ("log.line", "retrying with api_key=ak-77aa88bb99cc", "ak-77aa88bb99cc"),
+    ("db.statement", "UPDATE users SET password = 'hunter2 horse' WHERE id = 7", "hunter2 horse"),
+    ("request.text", '{"user": "ada", "password": "pa55-w0rd!"}', "pa55-w0rd!"),
+    ("config.line", "api_key: 'ak-99zz88yy'", "ak-99zz88yy"),
     # Nested values: dicts and lists.
     ("request.body", {"user": "ada", "password": PASSWORD}, PASSWORD),
     ("request.headers", {"Authorization": f"Bearer {JWT}", "Accept": "*/*"}, JWT),
@@ -318,6 +321,7 @@ def test_needles_cover_every_value_pattern() -> None:
         "stripe-key": [STRIPE],
         "url-password": ["https://u:p@h"],
         "kv": ["password=x", "Token = y"],
+        "kv-quoted": ["password='x y'", '{"token": "y"}', "Secret : 'z'"],
         "card": [
             VISA,
             MASTERCARD,

@@ -148,6 +148,18 @@ VALUE_PATTERNS: tuple[ValuePattern, ...] = (
         _keep_prefix,
         re.IGNORECASE,
     ),
+    # The same in quotes: a SQL literal (password = 'x y'), JSON text ("token": "..."), a
+    # config line; the whole quoted value goes, spaces included.
+    ValuePattern(
+        "kv-quoted",
+        r"((?<![A-Za-z0-9])(?:[A-Za-z0-9_.\-\[\]]*?)(?:"
+        + _KV_WORDS
+        + r")[A-Za-z0-9_.\-\[\]]*[\"']?\s*[:=]\s*([\"']))(?:\\.|(?!\2)[^\\])+",
+        (b"'", b'"'),
+        _keep_prefix,
+        re.IGNORECASE,
+        anchors=b"'\"",
+    ),
     # Card numbers: 13-19 digits in a row, or grouped 4-4-4-x (Visa, Mastercard ...) or
     # 4-6-5 (Amex) with one kind of separator; never part of a longer token (a UUID).
     ValuePattern(
