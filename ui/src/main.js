@@ -585,8 +585,24 @@ function micros(ts) {
   return m && m[2] ? Number("0." + m[2]) : 0;
 }
 
+// The store's fields, as suggestions for the group-by and heatmap inputs.
+async function loadFields() {
+  try {
+    const { body } = await api("/api/fields");
+    const options = (rows) =>
+      rows.map((f) => Object.assign(document.createElement("option"), { value: f.name }));
+    $("field-names").replaceChildren(...options(body));
+    $("numeric-fields").replaceChildren(
+      ...options(body.filter((f) => f.type === "BIGINT" || f.type === "DOUBLE")),
+    );
+  } catch {
+    // Suggestions only: the views show the error if the store cannot be read.
+  }
+}
+
 window.wideevents = { heatmap: null };
 window.addEventListener("resize", () => {
   for (const el of document.querySelectorAll(".chart, .bars")) echarts.getInstanceByDom(el)?.resize();
 });
 render(readState());
+loadFields();

@@ -8,7 +8,7 @@ answers with exactly what ``--format json`` of that command prints:
 ``/api/query``         ``wideevents query``: calc, where, group_by, order, having, limit,
                        since, from, to, granularity (``auto``: about 60 buckets over the data)
 ``/api/breakdown``     ``wideevents breakdown``: select, where, since, from, to, values
-``/api/events``        ``wideevents events``: where, since, from, to, order, asc, limit
+``/api/events``        ``wideevents events``: where, since, from, to, order, asc, limit (≤ 1000)
 ``/api/trace/{id}``    ``wideevents trace ID``
 ``/api/fields``        ``wideevents fields``
 =====================  ======================================================================
