@@ -417,3 +417,37 @@ def test_a_store_that_cannot_be_written_answers_503_and_keeps_every_200(tmp_path
         assert status == 200  # a new segment: writing resumes
     assert _count(db) == 200
     assert _count(db, "i >= 100", "i < 10000") == 0
+
+
+def test_secrets_anywhere_in_a_span_never_reach_the_store(tmp_path: Path) -> None:
+    """Name, attributes, resource, span events, status message: all go through redaction."""
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    req = _request(1, service="leaky")
+    rs = req.resource_spans[0]
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "deploy.api_key", "RESOURCE-SEKRET-1"
+    span = rs.scope_spans[0].spans[0]
+    span.name = "GET /login?token=NAME-SEKRET-2"
+    kv = span.attributes.add()
+    kv.key, kv.value.string_value = "http.request.header.cookie", "session=COOKIE-SEKRET-3"
+    kv = span.attributes.add()
+    kv.key, kv.value.string_value = "note", f"Bearer {jwt}"
+    ev = span.events.add()
+    ev.name, ev.time_unix_nano = "retry", span.start_time_unix_nano + 10
+    kv = ev.attributes.add()
+    kv.key, kv.value.string_value = "db.statement", "SELECT 1 -- password=EVENT-SEKRET-4"
+    span.status.code = 2
+    span.status.message = "login failed for password=STATUS-SEKRET-5"
+    db = tmp_path / "leaky.duckdb"
+    with serve(db) as srv:
+        status, _ = srv.post("/v1/traces", req.SerializeToString(), PROTOBUF)
+        assert status == 200
+        status, rows = srv.get(f"/api/trace/{(1).to_bytes(16, 'big').hex()}")
+    assert status == 200
+    (stored,) = rows
+    assert stored["error"] is True and stored["otel.span.events"][0]["name"] == "retry"
+    assert "meta.redacted" in stored
+    data = _store_bytes(db)
+    for secret in ("RESOURCE-SEKRET", "NAME-SEKRET", "COOKIE-SEKRET", jwt, "EVENT-SEKRET"):
+        assert secret.encode() not in data, secret
+    assert b"STATUS-SEKRET" not in data
