@@ -22,8 +22,8 @@ from ._options import BadInput, db_option
     envvar="WIDEEVENTS_SERVE_TOKEN",
     default=None,
     metavar="TOKEN",
-    help="Require 'Authorization: Bearer TOKEN' on every API and OTLP request "
-    "(default: WIDEEVENTS_SERVE_TOKEN). Open the UI once as /?token=TOKEN.",
+    help="Require 'Authorization: Bearer TOKEN' on every API and OTLP request. Prefer "
+    "WIDEEVENTS_SERVE_TOKEN (a flag shows in ps). Open the UI once as /?token=TOKEN.",
 )
 def serve(db: str, host: str, port: int, token: str | None) -> None:
     """A local web UI for the drill-down, and an OTLP/HTTP receiver on /v1/traces.
