@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from wideevents.query import Query, Store, parse_filter
+from wideevents.serve.otlp import MAX_SPANS
 
 from .serve_helpers import Served, serve
 
@@ -266,6 +267,51 @@ def test_oversized_bodies_and_gzip_bombs_get_413(tmp_path: Path) -> None:
         status, _ = srv.get("/api/fields")
         assert status == 200  # still serving
     assert _count(db) == 5
+
+
+def _bare_spans(n: int) -> bytes:
+    """*n* spans with ids and nothing else: about 30 bytes each on the wire."""
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    for i in range(n):
+        span = spans.add()
+        span.trace_id = (i + 1).to_bytes(16, "big")
+        span.span_id = (i + 1).to_bytes(8, "big")
+    return req.SerializeToString()
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident memory (Linux's VmHWM), or None where /proc has none."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def test_a_request_over_the_span_cap_is_refused_whole_in_bounded_memory(tmp_path: Path) -> None:
+    """16 MiB of tiny spans would be gigabytes as events: refused before any is built."""
+    db = tmp_path / "cap.duckdb"
+    with serve(db) as srv:
+        tiny = _bare_spans(200_000)  # ~6 MB, well under the body cap
+        status, answer = srv.post("/v1/traces", tiny, PROTOBUF)
+        assert status == 413
+        assert b"200000 spans in one request, over the limit of 50000" in answer
+        peak = _peak_rss_mb(srv.proc.pid)
+        spans = [{"traceId": f"{i + 1:032x}", "spanId": f"{i + 1:016x}"} for i in range(50_001)]
+        doc = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
+        status, answer = srv.post(
+            "/v1/traces", json.dumps(doc).encode(), {"Content-Type": "application/json"}
+        )
+        assert status == 413 and b"50001 spans" in json.loads(answer)["message"].encode()
+        status, _ = srv.post("/v1/traces", _request(MAX_SPANS).SerializeToString(), PROTOBUF)
+        assert status == 200  # the cap itself is fine
+    assert _count(db) == MAX_SPANS
+    if peak is not None:  # ~1.2 GB when the 200k spans became events
+        assert peak < 500, f"serve peaked at {peak:.0f} MB"
 
 
 def test_a_burst_of_50k_spans_from_concurrent_clients_loses_nothing(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ tab's ``sessionStorage`` and drops it from the address bar.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -89,11 +90,26 @@ class BearerToken:
 
 
 class Traces:
-    """``POST /v1/traces``."""
+    """``POST /v1/traces``.
 
-    def __init__(self, receiver: otlp.Receiver, max_body: int = otlp.MAX_BODY) -> None:
+    At most *decodes* requests are decompressed, decoded and written at once (the work holds
+    the GIL anyway, and each takes up to a few hundred MB while it runs); the others wait up
+    to *wait* seconds for their turn, then get a 503 with ``Retry-After``, which OTLP
+    exporters honour.
+    """
+
+    def __init__(
+        self,
+        receiver: otlp.Receiver,
+        max_body: int = otlp.MAX_BODY,
+        *,
+        decodes: int = 2,
+        wait: float = 5.0,
+    ) -> None:
         self.receiver = receiver
         self.max_body = max_body
+        self.wait = wait
+        self._turns = asyncio.Semaphore(decodes)
 
     async def handle(self, request: Request) -> Response:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -101,12 +117,22 @@ class Traces:
         encoding = request.headers.get("content-encoding", "identity").lower()
         try:
             body = await self._body(request)
-            # Decompressing and decoding 16 MiB takes a while: off the event loop.
-            rejected, why = await run_in_threadpool(self._accept, body, encoding, kind)
+            try:
+                await asyncio.wait_for(self._turns.acquire(), self.wait)
+            except asyncio.TimeoutError:
+                raise otlp.OTLPError(503, "busy with other requests: retry shortly") from None
+            try:
+                # Decompressing and decoding 16 MiB takes a while: off the event loop.
+                rejected, why = await run_in_threadpool(self._accept, body, encoding, kind)
+            finally:
+                self._turns.release()
         except otlp.OTLPError as exc:
             code = {400: 3, 413: 8, 415: 3, 503: 14}.get(exc.status, 2)
             return Response(
-                otlp.status_body(answer, code, exc.message), exc.status, media_type=answer
+                otlp.status_body(answer, code, exc.message),
+                exc.status,
+                headers={"Retry-After": "1"} if exc.status == 503 else None,
+                media_type=answer,
             )
         return Response(otlp.response(answer, rejected, why), 200, media_type=answer)
 

@@ -5,7 +5,9 @@ SDKs send by default) and JSON (``application/json``, ids in hex), optionally gz
 A request is decoded whole before anything of it is kept, so a malformed body is refused
 (400, with a message) without touching what earlier requests delivered. Bodies over
 :data:`MAX_BODY` bytes, before or after decompression, are refused (413) without being
-decompressed further: a gzip bomb stops at the limit.
+decompressed further: a gzip bomb stops at the limit. A request of more than
+:data:`MAX_SPANS` spans is refused whole (413) before any event is built: a span takes some
+kilobytes as an event, so 16 MiB of tiny spans would otherwise take gigabytes.
 
 Each span goes through :func:`wideevents._spans.span_event` (the mapping the in-process span
 processor uses), then through a pipeline of the SDK with its redaction, and into the store's
@@ -49,6 +51,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 MAX_BODY = 16 << 20
 """The largest request body accepted, in bytes, compressed and again decompressed."""
 
+MAX_SPANS = 50_000
+"""The most spans one request may carry (exporters send 512 a batch by default)."""
+
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
@@ -88,21 +93,30 @@ def gunzip(body: bytes, limit: int = MAX_BODY) -> bytes:
     return out
 
 
-def decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
-    """An ExportTraceServiceRequest from a protobuf or JSON body; 400/415 when it is not one."""
+def decode(body: bytes, content_type: str, max_spans: int = MAX_SPANS) -> ExportTraceServiceRequest:
+    """An ExportTraceServiceRequest from a protobuf or JSON body; 400/415 when it is not one,
+    413 when it holds more than *max_spans* spans."""
     kind = content_type.split(";")[0].strip().lower()
     if kind == PROTOBUF:
         try:
             message: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(body)
-            return message
         except DecodeError as exc:
             raise OTLPError(400, f"the body is not an OTLP protobuf trace request: {exc}") from None
+        _check_spans(
+            sum(len(ss.spans) for rs in message.resource_spans for ss in rs.scope_spans),
+            max_spans,
+        )
+        return message
     if kind == JSON:
         try:
             doc = orjson.loads(body)
             if not isinstance(doc, dict):
                 raise ValueError("the top level is not an object")
-            _hex_ids_to_base64(doc)
+            spans = _hex_ids_to_base64(doc)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise OTLPError(400, f"the body is not an OTLP JSON trace request: {exc}") from None
+        _check_spans(spans, max_spans)
+        try:
             parsed = ExportTraceServiceRequest()
             json_format.ParseDict(doc, parsed, ignore_unknown_fields=True)
             return parsed
@@ -111,15 +125,29 @@ def decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     raise OTLPError(415, f"Content-Type {content_type!r}: send {PROTOBUF} or {JSON}")
 
 
-def _hex_ids_to_base64(doc: dict[str, Any]) -> None:
-    """OTLP/JSON writes ids in hex where protobuf's JSON mapping expects base64."""
+def _check_spans(spans: int, max_spans: int) -> None:
+    if spans > max_spans:
+        raise OTLPError(
+            413,
+            f"{spans} spans in one request, over the limit of {max_spans}: send smaller "
+            "batches (OTEL_BSP_MAX_EXPORT_BATCH_SIZE)",
+        )
+
+
+def _hex_ids_to_base64(doc: dict[str, Any]) -> int:
+    """OTLP/JSON writes ids in hex where protobuf's JSON mapping expects base64.
+
+    Returns the number of spans."""
+    spans = 0
     for rs in _list(doc, "resourceSpans", "resource_spans"):
         for ss in _list(rs, "scopeSpans", "scope_spans"):
             for span in _list(ss, "spans"):
+                spans += 1
                 _fix(span, ("traceId", "trace_id", "spanId", "span_id"))
                 _fix(span, ("parentSpanId", "parent_span_id"))
                 for link in _list(span, "links"):
                     _fix(link, ("traceId", "trace_id", "spanId", "span_id"))
+    return spans
 
 
 def _list(obj: Any, *keys: str) -> Iterator[Any]:
@@ -288,4 +316,13 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-__all__ = ["MAX_BODY", "OTLPError", "Receiver", "decode", "gunzip", "response", "status_body"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_SPANS",
+    "OTLPError",
+    "Receiver",
+    "decode",
+    "gunzip",
+    "response",
+    "status_body",
+]
