@@ -19,10 +19,18 @@ from typing import Any
 import orjson
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        free_port("::1")
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -69,10 +77,12 @@ def serve(
     token: str | None = None,
     env: dict[str, str] | None = None,
     preexec_fn: Callable[[], None] | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[Served]:
     """Start ``wideevents serve --db DB`` and wait until it answers; SIGTERM it after."""
-    port = free_port()
+    port = free_port(host)
     args = [sys.executable, "-m", "wideevents.cli", "serve", "--db", str(db), "--port", str(port)]
+    args += ["--host", host]
     full_env = {**os.environ, "WIDEEVENTS_RAISE_INTERNAL": "0", **(env or {})}
     if token:
         full_env["WIDEEVENTS_SERVE_TOKEN"] = token
@@ -81,7 +91,7 @@ def serve(
         proc = subprocess.Popen(
             args, env=full_env, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=preexec_fn
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:

@@ -22,7 +22,6 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
@@ -33,7 +32,6 @@ from . import otlp
 from .api import Api, error_response
 
 STATIC = Path(__file__).parent / "static"
-LOOPBACK = ["127.0.0.1", "localhost", "::1"]
 
 
 # The page runs only its own script and talks only to this server; ECharts sets inline
@@ -56,6 +54,41 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def host_name(header: str) -> str:
+    """The host of a ``Host`` header: ``[::1]:4318`` → ``::1``, ``localhost:80`` → ``localhost``."""
+    if header.startswith("["):
+        end = header.find("]")
+        return header[1:end] if end > 0 else ""
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+class LoopbackHost:
+    """ASGI middleware: serve only requests whose ``Host`` names this machine by a loopback
+    address or ``localhost``, so a page on another name that resolves here cannot read the
+    store (DNS rebinding). Starlette's ``TrustedHostMiddleware`` cuts ``[::1]:4318`` at the
+    first colon, and answers in plain text."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = ""
+            for name, value in scope.get("headers", ()):
+                if name == b"host":
+                    header = value.decode("latin-1")
+                    break
+            if not is_loopback(host_name(header)):
+                response = error_response(
+                    400,
+                    f"Invalid host header {header!r}: on loopback without a token, open this "
+                    "server as 127.0.0.1, [::1] or localhost",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BearerToken:
@@ -207,8 +240,7 @@ def create_app(
     if token:
         middleware.append(Middleware(BearerToken, token=token))
     elif is_loopback(host):
-        allowed = [*LOOPBACK, host.strip("[]")]
-        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed))
+        middleware.append(Middleware(LoopbackHost))
     app = Starlette(
         routes=routes,
         middleware=middleware,
