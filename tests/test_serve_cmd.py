@@ -1,8 +1,12 @@
-"""`wideevents serve` as a command: where it listens."""
+"""`wideevents serve` as a command: where it listens, and what it says when it cannot start."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,6 +18,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from .serve_helpers import has_ipv6_loopback, serve
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "WIDEEVENTS_SERVE_TOKEN"}
+    return subprocess.run(
+        [sys.executable, "-m", "wideevents.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def _one_span() -> bytes:
@@ -33,6 +48,27 @@ def _get(url: str, host: str | None = None) -> tuple[int, Any]:
     except urllib.error.HTTPError as err:
         with err:
             return err.code, json.loads(err.read())
+
+
+def test_a_missing_folder_is_bad_input_without_a_traceback(tmp_path: Path) -> None:
+    db = tmp_path / "no" / "such" / "x.duckdb"
+    out = _serve("--db", str(db), "--port", "0")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == f"Error: --db {db}: the folder {db.parent} does not exist\n"
+    assert not db.parent.exists()
+
+
+def test_a_busy_port_is_an_error_without_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = _serve("--db", str(tmp_path / "x.duckdb"), "--port", str(port))
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(
+        f"Error: cannot listen on http://127.0.0.1:{port}: Address already in use"
+    )
+    assert "Traceback" not in out.stderr and "ERROR" not in out.stderr
 
 
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback")

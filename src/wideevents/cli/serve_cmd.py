@@ -47,10 +47,32 @@ def serve(db: str, host: str, port: int, token: str | None) -> None:
     if token is not None and len(token) < 16:
         raise BadInput("--token must be at least 16 characters (try: openssl rand -hex 16)")
     paths = StorePaths.for_db(db)
-    with private_umask():  # the store, its spool and segments: owner-only
-        paths.ensure_spool()
-        where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    if not paths.db.parent.is_dir():
+        raise BadInput(f"--db {db}: the folder {paths.db.parent} does not exist")
+    try:
+        sock = server.listen(host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {_url(host, port)}: {exc.strerror or exc}"
+            + (" (another server? pick another --port)" if port else "")
+        ) from None
+    with sock, private_umask():  # the store, its spool and segments: owner-only
+        try:
+            paths.ensure_spool()
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot create {paths.spool}: {exc.strerror or exc}"
+            ) from None
+        where = _url(host, sock.getsockname()[1])
         click.echo(f"wideevents serve: {paths.db}", err=True)
         click.echo(f"  UI         {where}/" + ("?token=…" if token else ""), err=True)
         click.echo(f"  OTLP/HTTP  {where}/v1/traces", err=True)
-        server.run(str(paths.db), host=host, port=port, token=token)
+        try:
+            server.run(str(paths.db), host=host, token=token, sock=sock)
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _url(host: str, port: int) -> str:
+    host = host.strip("[]")
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
