@@ -99,6 +99,53 @@ def test_a_missing_trace_and_an_unknown_path_are_json_404s(served: Served) -> No
     assert status == 404 and "nothing at /api/nothing" in body["error"]
 
 
+def test_query_rows_are_capped_and_a_larger_limit_is_a_400(served: Served) -> None:
+    status, body = served.get(
+        "/api/query?" + urlencode({"group_by": ["trace_id", "span_id"], "limit": 100_000_000})
+    )
+    assert status == 400
+    assert "limit must be at most 10,000, got 100,000,000" in body["error"]
+    rows = _api(served, "/api/query", group_by=["trace_id", "span_id"], limit=10_000)
+    assert 1000 < len(rows) <= 10_000
+
+
+def _raw(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> Any:
+    """(status, headers, JSON body) of a request, whatever its status."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, resp.headers, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.headers, json.loads(err.read())
+
+
+def test_every_error_is_json_with_a_message(served: Served) -> None:
+    status, headers, body = _raw(served.url + "/v1/traces")
+    assert (status, headers["Allow"]) == (405, "POST")
+    assert body == {"error": "GET is not allowed on /v1/traces"}
+    status, _, body = _raw(served.url + "/api/query", method="POST")
+    assert status == 405 and "POST is not allowed" in body["error"]
+    status, _, body = _raw(served.url + "/api/fields", headers={"Host": "evil.example"})
+    assert status == 400 and body["error"].startswith("Invalid host header 'evil.example'")
+    status, _, body = _raw(served.url + "/assets/nothing.js")
+    assert (status, body) == (404, {"error": "nothing at /assets/nothing.js"})
+
+
+def test_a_store_open_in_another_process_is_a_503_to_retry(served: Served) -> None:
+    """DuckDB locks its file per process: a `duckdb` shell on the store makes reads wait."""
+    import duckdb
+
+    with duckdb.connect(str(served.db), read_only=True):
+        status, headers, body = _raw(served.url + "/api/fields")
+    assert status == 503 and headers["Retry-After"] == "5"
+    assert body["error"].startswith("the store is open in another process")
+    assert served.get("/api/fields")[0] == 200  # and fine once it is closed
+
+
 def test_the_serve_extra_is_optional_and_named_when_missing(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -268,7 +268,7 @@ async function renderHeatmap(state, stale) {
   const params = baseParams(state);
   params.set("calc", `heatmap(${field})`);
   params.set("granularity", state.granularity || "auto");
-  params.set("limit", "100000");
+  params.set("limit", "10000"); // the API's cap: more buckets than a screen has pixels
   if (params.toString() === shown.heatmap && heat) return drawBox(state);
   shown.heatmap = null;
   const { body, headers } = await api("/api/query", params);

@@ -5,17 +5,20 @@ flag is (``/api/query?calc=count&calc=p99(duration_ms)&where=http.route%20exists
 answers with exactly what ``--format json`` of that command prints:
 
 =====================  ======================================================================
-``/api/query``         ``wideevents query``: calc, where, group_by, order, having, limit,
-                       since, from, to, granularity (``auto``: about 60 buckets over the data)
+``/api/query``         ``wideevents query``: calc, where, group_by, order, having, limit
+                       (≤ 10,000), since, from, to, granularity (``auto``: about 60 buckets
+                       over the data)
 ``/api/breakdown``     ``wideevents breakdown``: select, where, since, from, to, values
 ``/api/events``        ``wideevents events``: where, since, from, to, order, asc, limit (≤ 1000)
 ``/api/trace/{id}``    ``wideevents trace ID``
 ``/api/fields``        ``wideevents fields``
 =====================  ======================================================================
 
-A bad expression answers 400 with ``{"error", "text", "position"}`` (the caret's place);
-a missing store 404; a busy one 503. Each call opens the store, which ingests what is
-spooled first, so spans received a moment ago are in the answer.
+A bad expression answers 400 with ``{"error", "text", "position"}`` (the caret's place),
+as does a ``limit`` over the cap; a missing store 404; a busy one (locked by another
+process) 503 with ``Retry-After``. Every error is JSON with an ``error`` message. Each call
+opens the store, which ingests what is spooled first, so spans received a moment ago are in
+the answer.
 """
 
 from __future__ import annotations
@@ -42,14 +45,26 @@ _NICE = [
 ]
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
+MAX_QUERY_ROWS = 10_000
+"""The largest ``limit`` of ``/api/query``: a page shows no more, and rows are kept in memory."""
+MAX_EVENTS = 1000
+"""The largest ``limit`` of ``/api/events`` (a larger one is cut to it)."""
+
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     body = orjson.dumps(build.jsonable(data), default=str)
     return Response(body, status, headers=headers, media_type="application/json")
 
 
-def error_response(status: int, message: str, **extra: Any) -> Response:
-    return json_response({"error": message, **extra}, status)
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    return json_response({"error": message, **extra}, status, headers)
+
+
+def _locked(exc: duckdb.Error) -> bool:
+    """DuckDB's "Could not set lock on file …": another process has the database open."""
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
 class Api:
@@ -71,8 +86,16 @@ class Api:
         except StoreError as exc:
             return error_response(404, str(exc))
         except StoreLocked as exc:
-            return error_response(503, str(exc))
+            return error_response(503, str(exc), {"Retry-After": "5"})
         except duckdb.Error as exc:
+            if _locked(exc):
+                message = str(exc).strip().splitlines()[0]
+                return error_response(
+                    503,
+                    f"the store is open in another process; try again once it is closed "
+                    f"({message})",
+                    {"Retry-After": "5"},
+                )
             # The compiler passes values as parameters; what DuckDB refuses is the input.
             return error_response(400, str(exc).strip())
 
@@ -93,7 +116,7 @@ class Api:
                     group_by=p.getlist("group_by"),
                     orders=p.getlist("order"),
                     havings=p.getlist("having"),
-                    limit=_int(p.get("limit"), 100, "limit"),
+                    limit=_int(p.get("limit"), 100, "limit", most=MAX_QUERY_ROWS),
                     time=time,
                     granularity=granularity,
                 )
@@ -131,7 +154,7 @@ class Api:
                     time,
                     order=p.get("order") or "timestamp",
                     descending=p.get("asc") not in ("1", "true"),
-                    limit=min(_int(p.get("limit"), 20, "limit"), 1000),
+                    limit=min(_int(p.get("limit"), 20, "limit"), MAX_EVENTS),
                 )
             return json_response(rows)
 
@@ -159,7 +182,7 @@ class Api:
         return self._guard(run)
 
 
-def _int(text: str | None, default: int, name: str) -> int:
+def _int(text: str | None, default: int, name: str, most: int | None = None) -> int:
     if text is None or text == "":
         return default
     try:
@@ -168,6 +191,11 @@ def _int(text: str | None, default: int, name: str) -> int:
         raise QueryError(f"{name} must be a whole number, got {text!r}") from None
     if value < 1:
         raise QueryError(f"{name} must be at least 1, got {value}")
+    if most is not None and value > most:
+        raise QueryError(
+            f"{name} must be at most {most:,}, got {value:,}: filter or group more narrowly "
+            "(the CLI has no cap)"
+        )
     return value
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -214,8 +215,17 @@ def create_app(
             return error_response(500, "the UI is not built: run `make ui` in a checkout")
         return FileResponse(page, headers={"Cache-Control": "no-store", **PAGE_HEADERS})
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return error_response(404, f"nothing at {request.url.path}")
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own answers (404, 405 …) are plain text; the API's are JSON.
+        assert isinstance(exc, HTTPException)
+        path = request.url.path
+        message = {
+            404: f"nothing at {path}",
+            405: f"{request.method} is not allowed on {path}",
+        }.get(exc.status_code, exc.detail)
+        response = error_response(exc.status_code, message)
+        response.headers.update(exc.headers or {})
+        return response
 
     async def failure(request: Request, exc: Exception) -> Response:
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -244,7 +254,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={404: not_found, Exception: failure},
+        exception_handlers={HTTPException: http_error, Exception: failure},
         lifespan=lifespan,
     )
     app.state.receiver = receiver
