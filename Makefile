@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test lint fmt bench bench-ingest bench-query bench-compare bench-http bench-serve demo ui browser clean
+.PHONY: install test lint fmt bench bench-ingest bench-query bench-compare bench-http bench-serve demo ui browser node clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,17 +28,21 @@ fmt: install
 	$(BIN)/ruff format src tests benchmarks examples scripts
 	$(BIN)/ruff check --fix src tests benchmarks examples scripts
 
-test: lint browser tests/node_client/node_modules
+test: lint browser node tests/node_client/node_modules
 	$(BIN)/python -m pytest
 
 browser:                               # Debian's chromium, for the UI tests in a real browser
 	@command -v chromium >/dev/null || apt-get install -y -q chromium \
 		|| (apt-get update -q && apt-get install -y -q chromium)
 
-tests/node_client/node_modules: tests/node_client/package-lock.json  # the Node.js OTel SDK
-	if command -v npm >/dev/null; then cd tests/node_client && npm ci --no-audit --no-fund; fi
+node:                                  # Debian's Node.js and npm, for the Node.js OTel SDK test
+	@(command -v node && command -v npm) >/dev/null || apt-get install -y -q nodejs npm \
+		|| (apt-get update -q && apt-get install -y -q nodejs npm)
 
-ui:                                    # rebuild the UI into src/wideevents/serve/static/
+tests/node_client/node_modules: tests/node_client/package-lock.json | node  # the Node.js OTel SDK
+	cd tests/node_client && npm ci --no-audit --no-fund
+
+ui: node                               # rebuild the UI into src/wideevents/serve/static/
 	cd ui && npm ci --no-audit --no-fund && npm run build
 
 bench: $(VENV)/.installed-bench        # the SDK's cost per event, against its peers (~1 min)

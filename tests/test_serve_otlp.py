@@ -96,10 +96,17 @@ def test_python_sdk_spans_become_events_with_ids_parents_attributes_and_no_secre
     assert b"PY-SEKRET" not in stored and b"py-abcdefghijklmnop" not in stored
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH")
 @pytest.mark.parametrize("encoding", ["proto", "json"])
 def test_node_sdk_spans_become_events(tmp_path: Path, encoding: str) -> None:
-    """exporter-trace-otlp-proto sends protobuf, exporter-trace-otlp-http JSON (hex ids)."""
+    """exporter-trace-otlp-proto sends protobuf, exporter-trace-otlp-http JSON (hex ids).
+
+    Fails, not skips, without Node.js (as the UI tests do without chromium): a skip in CI
+    reads as a pass. `make test` installs Debian's nodejs and npm when they are missing.
+    """
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail(
+            "node or npm is not installed: `make test` installs them (apt-get install nodejs npm)"
+        )
     if not (NODE_CLIENT / "node_modules").is_dir():
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_CLIENT, check=True, timeout=300
