@@ -6,6 +6,7 @@ through the query API (which ingests first).
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -504,3 +505,27 @@ def test_secrets_anywhere_in_a_span_never_reach_the_store(tmp_path: Path) -> Non
     for secret in ("RESOURCE-SEKRET", "NAME-SEKRET", "COOKIE-SEKRET", jwt, "EVENT-SEKRET"):
         assert secret.encode() not in data, secret
     assert b"STATUS-SEKRET" not in data
+
+
+def test_bytes_attributes_are_kept_as_text_so_redaction_reads_them(tmp_path: Path) -> None:
+    """A token sent as a bytes attribute is redacted like a string one, not base64'd past
+    redaction; bytes that are not UTF-8 text are kept as base64."""
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    secret = f"Bearer {jwt}".encode()
+    req = _request(1, service="bytes")
+    span = req.resource_spans[0].scope_spans[0].spans[0]
+    for key, raw in (("note", secret), ("label", b"plain text"), ("blob", b"\xff\x00\x01")):
+        kv = span.attributes.add()
+        kv.key, kv.value.bytes_value = key, raw
+    db = tmp_path / "bytes.duckdb"
+    with serve(db) as srv:
+        status, _ = srv.post("/v1/traces", req.SerializeToString(), PROTOBUF)
+        assert status == 200
+        status, rows = srv.get(f"/api/trace/{(1).to_bytes(16, 'big').hex()}")
+    assert status == 200
+    (stored,) = rows
+    assert stored["label"] == "plain text"
+    assert stored["blob"] == base64.b64encode(b"\xff\x00\x01").decode()
+    assert jwt not in stored["note"] and "note" in stored["meta.redacted"]
+    data = _store_bytes(db)
+    assert jwt.encode() not in data and base64.b64encode(secret) not in data

@@ -185,7 +185,11 @@ def _value(v: AnyValue) -> Any:
     if kind == "kvlist_value":
         return {kv.key: _value(kv.value) for kv in v.kvlist_value.values}
     if kind == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
+        raw = v.bytes_value
+        try:
+            return raw.decode()  # text, so redaction reads it (a token sent as bytes)
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode()
     return getattr(v, kind)
 
 
