@@ -322,6 +322,23 @@ def test_a_request_over_the_span_cap_is_refused_whole_in_bounded_memory(tmp_path
         assert peak < 500, f"serve peaked at {peak:.0f} MB"
 
 
+def test_a_gzip_body_of_several_members_is_read_whole(tmp_path: Path) -> None:
+    """gzip -d reads every member of a file; so must the receiver, and still within bounds."""
+    db = tmp_path / "members.duckdb"
+    first, second = _request(3).SerializeToString(), _request(4, start=3).SerializeToString()
+    gz = {**PROTOBUF, "Content-Encoding": "gzip"}
+    with serve(db) as srv:
+        # Two serialized requests one after the other are one request with both's spans.
+        status, _ = srv.post("/v1/traces", gzip.compress(first) + gzip.compress(second), gz)
+        assert status == 200
+        bomb = gzip.compress(b"\x00" * (10 << 20), 9)  # each member under the limit
+        status, answer = srv.post("/v1/traces", bomb * 2, gz)
+        assert status == 413 and b"decompressed" in answer
+        status, answer = srv.post("/v1/traces", gzip.compress(first) + b"trailing junk", gz)
+        assert status == 400 and b"not valid gzip" in answer
+    assert _count(db) == 7
+
+
 def test_a_burst_of_50k_spans_from_concurrent_clients_loses_nothing(tmp_path: Path) -> None:
     db = tmp_path / "burst.duckdb"
     clients, traces = 5, 5_000  # two spans a trace: 50,000 spans

@@ -77,20 +77,31 @@ class OTLPError(ValueError):
 
 
 def gunzip(body: bytes, limit: int = MAX_BODY) -> bytes:
-    """Decompress a gzip body, refusing (413) as soon as the output passes *limit*."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    """Decompress a gzip body, every member of it (as ``gzip -d`` does), refusing (413) as
+    soon as the output passes *limit*."""
+    parts: list[bytes] = []
+    size = 0
+    rest = body
     try:
-        out = d.decompress(body, limit + 1)
-        if len(out) > limit:
-            raise OTLPError(413, f"the decompressed body is over {limit} bytes")
-        out += d.flush()
+        while True:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            part = d.decompress(rest, limit + 1 - size)  # at least 1: 0 would mean no limit
+            size += len(part)
+            if size > limit:
+                raise OTLPError(413, f"the decompressed body is over {limit} bytes")
+            parts.append(part)
+            part = d.flush()
+            size += len(part)
+            if size > limit:
+                raise OTLPError(413, f"the decompressed body is over {limit} bytes")
+            parts.append(part)
+            if not d.eof:
+                raise OTLPError(400, "the body is not valid gzip: it ends early")
+            rest = d.unused_data.lstrip(b"\x00")  # zero padding after a member, as gzip allows
+            if not rest:
+                return b"".join(parts)
     except zlib.error as exc:
         raise OTLPError(400, f"the body is not valid gzip: {exc}") from None
-    if len(out) > limit:
-        raise OTLPError(413, f"the decompressed body is over {limit} bytes")
-    if not d.eof:
-        raise OTLPError(400, "the body is not valid gzip: it ends early")
-    return out
 
 
 def decode(body: bytes, content_type: str, max_spans: int = MAX_SPANS) -> ExportTraceServiceRequest:
