@@ -219,6 +219,21 @@ def test_malformed_expression_points_at_the_bad_token(shop: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "value", ["x\ny", "tab\there\r", 'say "hi" \\now', "a=b", "it's", "", "!", "(x)", "plain"]
+)
+def test_a_filter_prints_as_text_that_parses_back_to_it(value: str) -> None:
+    """The next-command hints (and the UI, which quotes the same way) write filters on one
+    line: line breaks go in as \\n, and come back out as line breaks."""
+    from wideevents.query import parse_filter
+    from wideevents.query.model import Filter
+
+    text = str(Filter("note", "=", (value,)))
+    assert "\n" not in text and "\r" not in text
+    assert parse_filter(text) == Filter("note", "=", (value,))
+    assert parse_filter(r'note = "x\ny\tz\\n\q"').values == ("x\ny\tz\\nq",)
+
+
 def test_injection_attempts_stay_data(shop: str) -> None:
     attempts = [
         ("--where", 'http.route = "/a\'; DROP TABLE events; --"'),

@@ -9,10 +9,11 @@ broken query that must show an error. Screenshots of each view land in tests/art
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 
@@ -200,3 +201,41 @@ def test_a_click_on_a_result_group_filters_on_it(demo_server: Served, browser: A
         "() => document.querySelectorAll('#results tr.clickable').length === 1"
     )
     page.close()
+
+
+def test_a_group_value_with_a_newline_or_quotes_filters_on_exactly_it(
+    tmp_path: Path, browser: Any
+) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    notes = ["x\ny", "x\ny", "x\ny", "xny", 'say "hi"\\now', 'say "hi"\\now', "x y"]
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    start = time.time_ns() - 60 * 10**9
+    for i, note in enumerate(notes):
+        span = spans.add()
+        span.trace_id, span.span_id = (i + 1).to_bytes(16, "big"), (i + 1).to_bytes(8, "big")
+        span.name, span.start_time_unix_nano = "op", start + i
+        span.end_time_unix_nano = start + i + 1_000_000
+        kv = span.attributes.add()
+        kv.key, kv.value.string_value = "note", note
+    with serve(tmp_path / "notes.duckdb") as srv:
+        status, _ = srv.post(
+            "/v1/traces", req.SerializeToString(), {"Content-Type": "application/x-protobuf"}
+        )
+        assert status == 200
+        for text, count in (("x", 3), ("say", 2)):
+            page = browser.new_page()
+            page.goto(srv.url + "/" + _hash(calc="count", group_by="note"))
+            row = page.locator("#results tr.clickable", has_text=text).first
+            row.click()
+            page.wait_for_function(
+                "() => document.querySelectorAll('#results tr.clickable').length === 1"
+            )
+            (where,) = parse_qs(urlsplit(page.url).fragment)["where"]
+            assert "\n" not in where  # one line in the where box
+            status, rows = srv.get("/api/query?" + urlencode({"where": where}))
+            assert (status, rows) == (200, [{"count": count}]), where
+            page.close()

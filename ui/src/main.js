@@ -476,10 +476,17 @@ function fieldChart(r) {
   return box;
 }
 
+// A value as the filter parser reads it: bare when it is one plain word, else in double quotes
+// with \ and " escaped, and line breaks as \n \r (the where box holds one filter a line).
+const ESCAPES = { "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+function quoteValue(v) {
+  if (/^[^\s"'`(),=<>!\\]+$/.test(v)) return v;
+  return '"' + v.replace(/[\\"\n\r\t]/g, (c) => ESCAPES[c]) + '"';
+}
+
 // A breakdown value as --where filters: `F = v`, `F !exists`, or a bin's bounds.
 function addFilter(r, value) {
   let filters;
-  const quote = (v) => (/[\s,()'"]/.test(v) || v === "" ? JSON.stringify(v) : v);
   if (value === "(missing)") filters = [`${r.field} !exists`];
   else if (r.binned) {
     let m;
@@ -488,7 +495,7 @@ function addFilter(r, value) {
     else if ((m = /^\[(.+), (.+)\)$/.exec(value)))
       filters = [`${r.field} >= ${m[1]}`, `${r.field} < ${m[2]}`];
   }
-  if (!filters) filters = [`${r.field} = ${quote(value)}`];
+  if (!filters) filters = [`${r.field} = ${quoteValue(value)}`];
   const state = readState();
   state.where = [...(state.where || []), ...filters];
   delete state.trace;
@@ -498,9 +505,8 @@ function addFilter(r, value) {
 // A result row's group values as --where filters (a click on a row of a grouped query).
 function addGroupFilters(groups, row) {
   const state = readState();
-  const quote = (v) => (/[\s,()'"]/.test(v) || v === "" ? JSON.stringify(v) : v);
   const filters = groups.map((g) =>
-    row[g] === null || row[g] === undefined ? `${g} !exists` : `${g} = ${quote(String(row[g]))}`,
+    row[g] === null || row[g] === undefined ? `${g} !exists` : `${g} = ${quoteValue(String(row[g]))}`,
   );
   state.where = [...(state.where || []), ...filters.filter((f) => !(state.where || []).includes(f))];
   delete state.select;

@@ -7,6 +7,7 @@ having, limit, a time range and an optional granularity for time series. Built b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,10 +48,16 @@ class Filter:
         return f"{self.field} {self.op} {_show(self.values[0])}"
 
 
+_PLAIN = re.compile(r"[^\s\"'`(),=<>!\\]+")
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _show(value: Any) -> str:
+    """A value as the filter parser reads it back: bare when it is one plain word, else in
+    double quotes with backslash escapes (a newline as ``\\n``, so a filter is one line)."""
     text = str(value)
-    if isinstance(value, str) and (not text or any(c in text for c in " ,()'\"")):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, str) and not _PLAIN.fullmatch(text):
+        return '"' + "".join(_ESCAPES.get(c, c) for c in text) + '"'
     return text
 
 

@@ -42,6 +42,9 @@ class Token:
 
 _SYMBOLS = (">=", "<=", "!=", "=", ">", "<")
 _STOP = set(" \t\n\"'`(),=<>")
+# In quotes, a backslash takes the next character as it is, except these line breaks and tab
+# (so a value with a newline fits on one line: the UI writes one filter a line).
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t"}
 
 
 def tokenize(text: str) -> list[Token]:
@@ -57,7 +60,9 @@ def tokenize(text: str) -> list[Token]:
             while j < n and text[j] != c:
                 if text[j] == "\\" and j + 1 < n:
                     j += 1
-                out.append(text[j])
+                    out.append(_ESCAPES.get(text[j], text[j]))
+                else:
+                    out.append(text[j])
                 j += 1
             if j >= n:
                 raise QueryError("unclosed quote", text, i)
