@@ -24,6 +24,10 @@ from ._base import Batch, Sink
 
 INGEST_BYTES = 32 << 20  # about 40k wide events
 
+# Ingesters a sink let go of (at shutdown) while they still ran: they finish on their own, and
+# are reaped here (kept referenced, so dropping them raises no "still running" warning).
+_DETACHED: list[subprocess.Popen[bytes]] = []
+
 
 class DuckDBSink(Sink):
     """Events into the DuckDB file at *path* (default ``WIDEEVENTS_DB`` or
@@ -63,6 +67,7 @@ class DuckDBSink(Sink):
     def _maybe_ingest(self) -> None:
         if threading.current_thread().name != "wideevents-worker":
             return  # never start a process on the app's thread (an explicit flush())
+        _DETACHED[:] = [p for p in _DETACHED if p.poll() is None]
         proc = self._ingester
         if proc is not None:
             if proc.poll() is None:
@@ -124,11 +129,18 @@ class DuckDBSink(Sink):
     def shutdown(self, timeout: float | None = None) -> None:
         # A running ingester finishes on its own (its own session, the store's lock).
         self.writer.seal()
-        self._ingester = None
+        proc, self._ingester = self._ingester, None
+        if proc is not None and proc.poll() is None:
+            _DETACHED.append(proc)
 
     def after_fork(self) -> None:
         self.writer.forget_after_fork()
+        # The parent's ingesters are not this process's children: nothing to wait for.
+        for proc in [self._ingester, *_DETACHED]:
+            if proc is not None and proc.returncode is None:
+                proc.returncode = 0
         self._ingester = None
+        _DETACHED.clear()
 
 
 def from_spec(arg: str) -> DuckDBSink:
