@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..store.schema import EVENTS, quote_ident
-from .compile import filter_sql, where_sql
+from .compile import all_of_sql, where_sql
 from .model import Filter, TimeRange
 from .parse import QueryError
 
@@ -76,21 +76,18 @@ def breakdown(
     params: list[Any] = []
     where = where_sql(filters, time, schema, store.now, params)
     sel_params: list[Any] = []
-    sel = " AND ".join(f"({filter_sql(f, schema, sel_params)})" for f in select)
+    sel = all_of_sql(select, schema, sel_params)
     in_selection = {schema.resolve(f.field) for f in select}
     if baseline is not None:
-        either = [
-            " AND ".join(f"({filter_sql(f, schema, params)})" for f in part) or "true"
-            for part in (select, baseline)
-        ]
-        where = f"({where}) AND (coalesce(({either[0]}), false) OR coalesce(({either[1]}), false))"
+        chosen = all_of_sql(select, schema, params)
+        where = f"({where}) AND ({chosen} OR {all_of_sql(baseline, schema, params)})"
         in_selection |= {schema.resolve(f.field) for f in baseline}
     fields = [c for c, t in schema.columns.items() if c not in SKIP and t != "JSON"]
     numeric = [c for c in fields if schema.is_numeric(c)]
 
     def events_sql(tablesample: str = "") -> str:
         return (
-            f"(SELECT *, coalesce(({sel}), false) AS __sel, coalesce(sample_rate, 1) AS __w, "
+            f"(SELECT *, {sel} AS __sel, coalesce(sample_rate, 1) AS __w, "
             f"hash(rowid) % {_BUCKETS} AS __h FROM {EVENTS}{tablesample} WHERE {where})"
         )
 

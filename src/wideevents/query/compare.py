@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..store.schema import EVENTS, quote_ident
 from .breakdown import breakdown
-from .compile import filter_sql, where_sql
+from .compile import all_of_sql, where_sql
 from .model import Filter, TimeRange
 from .parse import QueryError, parse_filter, tokenize
 
@@ -256,20 +256,14 @@ class _Groups:
         self.baseline, self.candidate, self.filters, self.time = baseline, candidate, filters, time
         schema = store.schema
         self.params: list[Any] = []
-        cand = self._all(candidate, self.params)
-        where_params: list[Any] = []
-        where = where_sql(filters, time, schema, store.now, where_params)
-        self.params += where_params
-        either = f"(({self._all(candidate, self.params)}) OR ({self._all(baseline, self.params)}))"
+        cand = all_of_sql(candidate, schema, self.params)
+        where = where_sql(filters, time, schema, store.now, self.params)
+        either = f"({all_of_sql(candidate, schema, self.params)} OR "
+        either += f"{all_of_sql(baseline, schema, self.params)})"
         self.sql = (
-            f"(SELECT *, coalesce(({cand}), false) AS __c, "
+            f"(SELECT *, {cand} AS __c, "
             f"greatest(coalesce(sample_rate, 1), 1)::DOUBLE AS __w "
             f"FROM {EVENTS} WHERE {where} AND {either})"
-        )
-
-    def _all(self, filters: list[Filter], params: list[Any]) -> str:
-        return " AND ".join(
-            f"coalesce(({filter_sql(f, self.store.schema, params)}), false)" for f in filters
         )
 
     def numeric(self, metric: Metric) -> str:
@@ -290,9 +284,7 @@ class _Groups:
         the events the metric judges (those with the field, for a distribution; all, for a
         rate)."""
         params: list[Any] = []
-        both = " AND ".join(
-            f"({self._all(part, params)})" for part in (self.candidate, self.baseline)
-        )
+        both = all_of_sql([*self.candidate, *self.baseline], self.store.schema, params)
         parts = [f"count(*) FILTER (WHERE {both})"]
         for metric in metrics:
             judged = "true"
@@ -302,7 +294,7 @@ class _Groups:
                 bad = "false"
                 if metric.kind == "rate":
                     condition = _condition(metric, self.store.schema)
-                    bad = f"coalesce(({filter_sql(condition, self.store.schema, params)}), false)"
+                    bad = all_of_sql([condition], self.store.schema, params)
                 parts += [
                     f"count(*) FILTER (WHERE {side} AND {judged})",
                     f"coalesce(sum(__w) FILTER (WHERE {side} AND {judged}), 0)",
@@ -310,7 +302,7 @@ class _Groups:
                     f"coalesce(sum(__w) FILTER (WHERE {side} AND {bad}), 0)",
                 ]
                 if metric.kind == "rate":  # the same condition, with its own parameters
-                    bad = f"coalesce(({filter_sql(condition, self.store.schema, params)}), false)"
+                    bad = all_of_sql([condition], self.store.schema, params)
                 parts.append(f"coalesce(sum(__w * __w) FILTER (WHERE {side} AND {bad}), 0)")
         parts += [
             "count(*) FILTER (WHERE __c)",
@@ -390,8 +382,11 @@ def _distribution(
     if _too_few(out, min_events):
         return out
     m_c, m_b = w_c * a, w_b * b  # effective sizes
-    test = mann_whitney(m_c, m_b, u * a * b, cubes - (m_c + m_b))
-    test["u"], test["rank_biserial"] = u, 2 * u / (w_c * w_b) - 1
+    test = {
+        "u": u,
+        **mann_whitney(m_c, m_b, u * a * b, cubes - (m_c + m_b)),
+        "rank_biserial": 2 * u / (w_c * w_b) - 1,
+    }
     shifts = {name: _relative(cand[name], base[name]) for name, _ in PERCENTILES}
     finite = [s for s in shifts.values() if s is not None]
     tol = metric.effective_tolerance
@@ -483,15 +478,16 @@ def _p_two_sided(z: float) -> float:
 def mann_whitney(n1: float, n2: float, u1: float, ties: float) -> dict[str, float]:
     """The two-sided Mann-Whitney U test of group 1's U, as SciPy's asymptotic test
     (tie-corrected variance, continuity correction); ``ties`` is Σ(t³ - t) over tied groups.
-    Sizes, U and tie sizes may be fractional: effective, for weighted events."""
+    Sizes, U and tie sizes may be fractional: effective, for weighted events. Returns ``z``
+    (signed: > 0 when group 1 tends to be larger) and ``p_value``."""
     mean = n1 * n2 / 2
     n = n1 + n2
     var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))) if n > 1 else 0.0
     if var <= 0:
-        return {"u": u1, "z": 0.0, "p_value": 1.0}
+        return {"z": 0.0, "p_value": 1.0}
     u = max(u1, n1 * n2 - u1)
     z = max((u - mean - 0.5) / math.sqrt(var), 0.0)
-    return {"u": u1, "z": math.copysign(z, u1 - mean), "p_value": min(1.0, _p_two_sided(z))}
+    return {"z": math.copysign(z, u1 - mean), "p_value": min(1.0, _p_two_sided(z))}
 
 
 def two_proportions(x1: float, n1: float, x2: float, n2: float) -> dict[str, float]:
@@ -578,7 +574,7 @@ def _why(groups: _Groups, metric: Metric, row: dict[str, Any]) -> dict[str, Any]
         bad = condition
         described = str(condition)
     params: list[Any] = []
-    is_bad = f"coalesce(({filter_sql(bad, groups.store.schema, params)}), false)"
+    is_bad = all_of_sql([bad], groups.store.schema, params)
     ((n_sel, n_base_bad, n_base),) = groups.store._rows(
         f"SELECT count(*) FILTER (WHERE __c AND {is_bad}), "
         f"count(*) FILTER (WHERE NOT __c AND {is_bad}), count(*) FILTER (WHERE NOT __c) "

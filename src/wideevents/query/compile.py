@@ -77,6 +77,14 @@ def time_sql(time: TimeRange, now: datetime, params: list[Any]) -> list[str]:
     return parts
 
 
+def all_of_sql(filters: list[Filter], schema: Schema, params: list[Any]) -> str:
+    """*filters* ANDed as one true-or-false expression (an event without the field is false,
+    never NULL), or ``true`` when there are none: a selection, a group, a condition."""
+    if not filters:
+        return "true"
+    return f"coalesce({' AND '.join(f'({filter_sql(f, schema, params)})' for f in filters)}, false)"
+
+
 def where_sql(
     filters: list[Filter], time: TimeRange, schema: Schema, now: datetime, params: list[Any]
 ) -> str:
