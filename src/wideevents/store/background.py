@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 
 from .paths import StorePaths
 
@@ -30,13 +29,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0  # another process is ingesting: it will take our segments too
         with contextlib.suppress(OSError):
             os.nice(NICENESS)
-        from .ingest import ingest_locked  # DuckDB, only once the store is ours
+        from .ingest import ingest_locked, report_set_aside  # DuckDB, once the store is ours
 
-        result = ingest_locked(paths, threads=1)
-    if result.bad:
-        print(
-            f"wideevents: unreadable segments set aside: {', '.join(result.bad)}", file=sys.stderr
-        )
+        report_set_aside(ingest_locked(paths, threads=1))
     return 0
 
 

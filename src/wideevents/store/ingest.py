@@ -436,17 +436,20 @@ def ingest_locked(paths: StorePaths, *, threads: int | None = None) -> IngestRes
         con.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wideevents.store.ingest")
-    parser.add_argument("--db", default=None)
-    parser.add_argument("--if-free", action="store_true", help="exit at once if the store is busy")
-    args = parser.parse_args(argv)
-    os.umask(0o077)
-    result = ingest_store(args.db, lock_timeout=0 if args.if_free else 30.0, threads=1)
+def report_set_aside(result: IngestResult | None) -> None:
+    """Tell stderr (a background ingester's log) which segments were set aside as ``.bad``."""
     if result is not None and result.bad:
         print(
             f"wideevents: unreadable segments set aside: {', '.join(result.bad)}", file=sys.stderr
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wideevents.store.ingest")
+    parser.add_argument("--db", default=None)
+    args = parser.parse_args(argv)
+    os.umask(0o077)
+    report_set_aside(ingest_store(args.db, threads=1))
     return 0
 
 
