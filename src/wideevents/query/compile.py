@@ -100,7 +100,7 @@ def _agg_sql(calc: Calc, schema: Schema, params: list[Any], heat: list[float] | 
     column = schema.resolve(calc.field)
     col = _fcol(column)
     if calc.op in ("sum", "avg", "heatmap", *PERCENTILES):
-        _require_numeric(calc, schema, column)
+        require_numeric(calc, schema, column)
     if calc.op == "count_distinct":
         return f"count(DISTINCT {col})"
     if calc.op in ("min", "max"):
@@ -122,7 +122,7 @@ def _agg_sql(calc: Calc, schema: Schema, params: list[Any], heat: list[float] | 
     return "[" + ", ".join(parts) + "]"
 
 
-def _require_numeric(calc: Calc, schema: Schema, column: str) -> None:
+def require_numeric(calc: Calc, schema: Schema, column: str) -> None:
     if not schema.is_numeric(column):
         raise QueryError(
             f"{calc.op}() needs a numeric field; {column!r} holds {schema.type_of(column)}"
@@ -190,7 +190,7 @@ def compile_query(
         calc = q.calcs[i]
         assert calc.field is not None
         column = schema.resolve(calc.field)
-        _require_numeric(calc, schema, column)
+        require_numeric(calc, schema, column)
         col = _fcol(column)
         sel_g = "".join(f"{g}, " for g in gkeys)
         sql += (

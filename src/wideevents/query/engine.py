@@ -21,7 +21,7 @@ import duckdb
 from ..store.ingest import connect, ingest
 from ..store.paths import StorePaths
 from ..store.schema import EVENTS, quote_ident
-from .compile import compile_query, where_sql
+from .compile import compile_query, require_numeric, where_sql
 from .model import Filter, Query, TimeRange
 from .parse import QueryError
 from .schema import Schema
@@ -98,11 +98,7 @@ class Store:
         for calc in q.calcs:
             if calc.op == "heatmap" and calc.field is not None:
                 column = self.schema.resolve(calc.field)
-                if not self.schema.is_numeric(column):
-                    raise QueryError(
-                        f"heatmap() needs a numeric field; {column!r} holds "
-                        f"{self.schema.type_of(column)}"
-                    )
+                require_numeric(calc, self.schema, column)  # before its bounds are read
                 params: list[Any] = []
                 where = where_sql(q.filters, q.time, self.schema, self.now, params)
                 col = quote_ident(column)
