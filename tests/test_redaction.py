@@ -236,6 +236,24 @@ def test_allow_only_mode_drops_everything_else() -> None:
     assert sorted(r["meta.redacted"]) == ["note", "user.email"]
     assert r["name"] == "op"
     assert r["service.name"] == "svc"
+    assert r["host.name"] and r["process.pid"]  # resource fields are never dropped
+
+
+def test_resource_fields_are_redacted_like_the_events_own() -> None:
+    sink = MemorySink()
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXZhbHVlLTEyMzQ"
+    wideevents.configure(
+        "svc", sinks=[sink], fields={"deploy.token": "abc123", "deploy.by": f"ci {jwt}"}
+    )
+    for _ in range(3):  # past the first sightings, when values are remembered as clean
+        with event("op"):
+            pass
+    wideevents.flush()
+    for r in sink.events:
+        assert r["deploy.token"] == "[REDACTED]"
+        assert jwt not in r["deploy.by"]
+        assert sorted(r["meta.redacted"]) == ["deploy.by", "deploy.token"]
+        assert r["service.name"] == "svc"
 
 
 def test_hashing_keeps_values_groupable_not_readable() -> None:

@@ -91,12 +91,25 @@ def secrets(draw: st.DrawFn) -> tuple[str, str]:
     return value, value
 
 
+class Shown:
+    """An object of the app's own whose text is what gets stored."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 @st.composite
 def planted_events(draw: st.DrawFn) -> tuple[dict[str, Any], str, str | None]:
     fields = draw(st.dictionaries(plain_keys, scalars, max_size=8))
     text, secret = draw(secrets())
     before, after = draw(noise_text), draw(noise_text)
-    where = draw(st.sampled_from(["value", "inside", "dict", "list", "key", "message"]))
+    where = draw(st.sampled_from(["value", "inside", "dict", "list", "key", "object", "message"]))
     message = None
     if where == "value":
         fields[draw(plain_keys)] = text
@@ -109,6 +122,8 @@ def planted_events(draw: st.DrawFn) -> tuple[dict[str, Any], str, str | None]:
     elif where == "key":
         key = draw(st.sampled_from(["password", "user.api_key", "session", "x-auth-token"]))
         fields[key] = f"{before}{secret}{after}"
+    elif where == "object":  # stored as its text
+        fields[draw(plain_keys)] = Shown(f"{before} {text} {after}")
     else:
         message = f"{before} failed with {text} {after}"
     rendered = json.dumps(fields, default=str)
@@ -136,6 +151,34 @@ def test_planted_secret_never_leaves(tmp_path_factory: Any, case: Any) -> None:
     assert secret not in json.dumps(memory.events, default=str)
     record = memory.events[0]
     assert record.get("meta.redacted")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(planted_events(), min_size=2, max_size=6), st.integers(0, 20))
+def test_planted_secrets_never_leave_a_batch(
+    tmp_path_factory: Any, cases: list[Any], clean_events: int
+) -> None:
+    """Several events redacted together, among clean ones: each secret caught in its event."""
+    path: Path = tmp_path_factory.mktemp("p") / "events.jsonl"
+    wideevents.configure("svc", sinks=[JsonLinesSink(path)])
+    for n in range(clean_events):
+        with event("clean", n=n, route="/a", ok=True):
+            pass
+    for fields, _, message in cases:
+        try:
+            with event("op", **fields):
+                if message is not None:
+                    raise ValueError(message)
+        except ValueError:
+            pass
+    wideevents.flush()
+    data = path.read_bytes()
+    assert data.count(b"\n") == clean_events + len(cases)
+    for _, secret, _ in cases:
+        assert secret.encode() not in data
+    records = [json.loads(line) for line in data.splitlines()]
+    assert all(r.get("meta.redacted") for r in records if r["name"] == "op")
+    assert not any(r.get("meta.redacted") for r in records if r["name"] == "clean")
 
 
 TRICKY = ["\u212a", "\u0130", "é", "\u017f", "ẞ", "Ω", "\u2126", " ", "-", "=", "@", ".", "_"]

@@ -99,6 +99,10 @@ class Pipeline:
         self.rules = config.rules
         self.redactor = Redactor(config.redaction) if config.redaction is not None else None
         self.resource = dict(config.resource)
+        # Static for the pipeline's life, so redacted once here rather than in every event.
+        self._resource_redacted: tuple[str, ...] = ()
+        if self.redactor is not None:
+            self._resource_redacted = tuple(self.redactor.redact_resource(self.resource))
         self.flush_interval = config.flush_interval
         self.cap = config.queue_size
         self._wake_at = max(1, self.cap // 2)
@@ -246,9 +250,11 @@ class Pipeline:
             try:
                 if resource_keys.isdisjoint(fields):
                     fields.update(resource)
+                    from_resource = self._resource_redacted
                 else:  # the app's own value for a resource field wins
-                    for key, value in resource.items():
-                        fields.setdefault(key, value)
+                    own = resource_keys.intersection(fields)
+                    fields.update((k, v) for k, v in resource.items() if k not in own)
+                    from_resource = tuple(k for k in self._resource_redacted if k not in own)
                 t0 = ev._t0
                 ts = t0 + offset
                 sec = int(ts)
@@ -272,6 +278,8 @@ class Pipeline:
                     paths = self._add_error(fields, raised, paths)
                 if fields["name"] != name:
                     paths = [*(paths or ()), "name"]
+                if from_resource:
+                    paths = [*(paths or ()), *from_resource]
                 if paths:
                     fields["meta.redacted"] = paths
                 try:

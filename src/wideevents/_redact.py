@@ -230,6 +230,25 @@ class Redactor:
 
     # -- per event -----------------------------------------------------------------------
 
+    def redact_resource(self, fields: dict[str, Any]) -> list[str]:
+        """Redact the resource fields in place, once; return the changed paths.
+
+        The key patterns, hashing and value patterns apply; allow-only never drops a resource
+        field and hooks do not see them.
+        """
+        paths: list[str] = []
+        for key, value in list(fields.items()):
+            action = self._action_unscoped(key)
+            if action == _REDACT:
+                fields[key] = REDACTED
+                paths.append(key)
+            elif action == _HASH:
+                fields[key] = self.hash_value(value)
+                paths.append(key)
+            else:
+                fields[key] = self._scrub(value, key, paths)
+        return paths
+
     def redact_batch(self, batch: list[dict[str, Any]]) -> list[list[str] | None]:
         """Redact each event's fields in place; return the changed paths per event."""
         changed: list[list[str] | None] = [None] * len(batch)
