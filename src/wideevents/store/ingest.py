@@ -242,7 +242,9 @@ def _sidecar_types(files: list[Path]) -> dict[str, str | None] | None:
 
 
 def _remove(segment: Path) -> None:
-    for p in (segment, _types_path(segment)):
+    # The sidecar first: a kill in between then leaves a segment the next run finds recorded
+    # (and deletes unread), never a sidecar with no segment that nothing would delete.
+    for p in (_types_path(segment), segment):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
 
@@ -401,9 +403,9 @@ def ingest(
                 except CONTENT_ERRORS:
                     bad = f.with_name(f.name + ".bad")
                     with contextlib.suppress(FileNotFoundError):
-                        os.rename(f, bad)
+                        _types_path(f).unlink()  # first, as in _remove
                     with contextlib.suppress(FileNotFoundError):
-                        _types_path(f).unlink()
+                        os.rename(f, bad)
                     result.bad.append(bad.name)
     return result
 
