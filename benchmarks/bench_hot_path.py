@@ -5,6 +5,9 @@ among them a request id that changes every time, ints, floats, bools):
 
 * ``floor``: the least an in-process event can do (keep the dict, two clock reads, a
   contextvar set/reset, a deque append);
+* ``floor + JSON line``: the floor, then per event a record (the fields, a timestamp, the
+  duration, the name, two random hex ids) as one orjson line, written 1,024 at a time: what any
+  JSON-lines event costs before redaction or any care, a reference for the targets;
 * ``wideevents``: ``with wideevents.event("op", **fields)`` into a JSON-lines file, default
   redaction on;
 * ``OpenTelemetry SDK``: a span with the fields as attributes, BatchSpanProcessor, an exporter
@@ -55,6 +58,7 @@ Fields = dict[str, Any]
 
 N_FIELDS = 20
 FLOOR = "floor"
+JSON_FLOOR = "floor + JSON line"
 WIDEEVENTS = "wideevents"
 OTEL = "OpenTelemetry SDK"
 STRUCTLOG = "structlog"
@@ -201,6 +205,56 @@ def setup_floor(n: int, tmp: Path) -> Contender:
         return timing
 
     return Contender(FLOOR, run)
+
+
+def setup_json_floor(n: int, tmp: Path) -> Contender:
+    """The floor, then the least any JSON-lines event writer adds: no redaction, no checks.
+
+    Per event: a copy of the fields with a timestamp (epoch seconds, not ISO text), the
+    duration, the name and two random hex ids, one ``orjson.dumps`` appended to a buffer;
+    per 1,024 events: one ``write``. A reference for what the total CPU targets leave to
+    everything else.
+    """
+    import orjson
+
+    fd = os.open(tmp / "floor.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    rand = random.Random(0).getrandbits
+    dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
+    offset = time.time() - time.perf_counter()
+    written = [0]
+
+    def loop(batch: list[Fields]) -> None:
+        for f in batch:
+            with Floor("op", **f):
+                pass
+
+    def finish() -> None:
+        events = list(_floor_queue)
+        _floor_queue.clear()
+        for start in range(0, len(events), 1024):  # batches, as a background writer would
+            data = bytearray()  # each line copied at once, so orjson's buffer is reused
+            for ev in events[start : start + 1024]:
+                record = ev.fields.copy()
+                record["timestamp"] = ev.t0 + offset
+                record["duration_ms"] = (ev.t1 - ev.t0) * 1000.0
+                record["name"] = ev.name
+                record["trace_id"] = f"{rand(128):032x}"
+                record["span_id"] = f"{rand(64):016x}"
+                data += dumps(record, option=newline)
+            written[0] += os.write(fd, data)
+
+    def run(batch: list[Fields]) -> Timing:
+        _floor_queue.clear()
+        before = written[0]
+        timing = measure(lambda: loop(batch), finish)
+        if written[0] - before < len(batch) * 200:
+            raise InvalidMeasurementError(f"{JSON_FLOOR}: {written[0] - before} bytes written")
+        return timing
+
+    contender = Contender(JSON_FLOOR, run)
+    contender.close = lambda: os.close(fd)
+    return contender
 
 
 def setup_wideevents(n: int, tmp: Path) -> Contender:
@@ -386,6 +440,7 @@ def setup_logfire(n: int, tmp: Path) -> Contender:
 
 SETUPS: tuple[tuple[str, Callable[[int, Path], Contender]], ...] = (
     (FLOOR, setup_floor),
+    (JSON_FLOOR, setup_json_floor),
     (WIDEEVENTS, setup_wideevents),
     (OTEL, setup_otel),
     (STRUCTLOG, setup_structlog),
@@ -492,6 +547,7 @@ def targets(results: dict[str, Result]) -> list[dict[str, Any]]:
         ("total CPU", "total_us", OTEL, "OpenTelemetry SDK span", 0.1, "{:.3f}"),
         ("total CPU", "total_us", STRUCTLOG, "structlog", 0.5, "{:.2f}"),
     )
+    reference = results.get(JSON_FLOOR)
     for figure, attr, peer, label, limit, fmt in specs:
         value = getattr(we, attr)
         other = results.get(peer)
@@ -506,6 +562,12 @@ def targets(results: dict[str, Result]) -> list[dict[str, Any]]:
             f"{figure}: wideevents {value:.2f} us = {fmt.format(ratio)} x {label} "
             f"(target <= {limit}) {'PASS' if ok else 'MISS'}"
         )
+        if reference is not None and attr == "total_us":
+            least = reference.total_us / other.total_us
+            print(
+                f"  for reference, {JSON_FLOOR}: {reference.total_us:.2f} us = "
+                f"{fmt.format(least)} x {label} (nothing but the floor, a record and its line)"
+            )
         out.append(
             {
                 "figure": figure,

@@ -270,3 +270,26 @@ def test_records_do_not_alias_the_events_fields() -> None:
     ev["password"] = "hunter2"
     assert sink.events[0]["a"] == 1
     assert "password" not in sink.events[0]
+
+
+def test_a_batchs_lines_are_its_events_whatever_their_text_holds(tmp_path: Path) -> None:
+    """``Batch.lines`` (for sinks of your own too) hold exactly one JSON line per event, line
+    breaks and separators inside values included."""
+    seen: list[Batch] = []
+
+    class Keep(Sink):
+        def export(self, batch: Batch) -> None:
+            seen.append(batch)
+
+    path = tmp_path / "events.jsonl"
+    wideevents.configure("svc", sinks=[Keep(), JsonLinesSink(path)])
+    odd = ["a\nb", "c\r\nd", "e\rf", "g\u2028h\u2029i", "j\x0bk\x0cl\x1cm\x85n", ""]
+    for n, text in enumerate(odd):
+        with event("op", n=n, text=text, nested={"t": text}):
+            pass
+    wideevents.flush()
+    lines = [line for batch in seen for line in batch.lines]
+    assert [json.loads(line)["text"] for line in lines] == odd
+    assert all(line.endswith(b"\n") and line.count(b"\n") == 1 for line in lines)
+    assert b"".join(lines) == path.read_bytes()
+    assert sum(len(b) for b in seen) == len(odd)
