@@ -152,7 +152,7 @@ class MachineTicks(NamedTuple):
 
 
 def ingester_pids(db: Path) -> list[int]:
-    """Every running ``python -m wideevents.store.ingest`` for the store *db*."""
+    """Every running ingester (``wideevents.store.background`` or ``.ingest``) of *db*."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -162,7 +162,8 @@ def ingester_pids(db: Path) -> list[int]:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if b"wideevents.store.ingest" in argv and str(db).encode() in argv:
+        named = b"wideevents.store.background" in argv or b"wideevents.store.ingest" in argv
+        if named and str(db).encode() in argv:
             found.append(int(name))
     return found
 

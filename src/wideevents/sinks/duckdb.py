@@ -2,10 +2,11 @@
 
 The app's worker appends JSON lines to its own spool segment (see ``wideevents.store.spool``)
 and seals it every flush interval. Every ``ingest_interval`` seconds, when 32 MiB of sealed
-segments are waiting or the oldest is a minute old, it starts ``python -m
-wideevents.store.background`` as a separate process (one at a time; it exits at once, before
-importing DuckDB, if another holds the store, and ingests at a lower CPU priority on one
-thread), so DuckDB's CPU, memory and file lock never land in the app's process.
+segments are waiting or the oldest is a minute old, and nobody holds the store, it starts a
+background ingester as a separate process (``wideevents.store.background``: one at a time;
+it exits at once if another process took the store meanwhile, and ingests at a lower CPU
+priority on one thread), so DuckDB's CPU, memory and file lock never land in the app's
+process.
 ``wideevents ingest --follow`` and every CLI query ingest too.
 """
 
@@ -18,6 +19,7 @@ import threading
 import time
 
 from .. import _internal
+from ..store import background
 from ..store.paths import StorePaths, default_db_path
 from ..store.spool import SEALED_SUFFIX, SpoolWriter
 from ._base import Batch, Sink
@@ -78,8 +80,8 @@ class DuckDBSink(Sink):
             return
         self._last_ingest = now
         try:
-            if not self._worth_ingesting():
-                return
+            if not self._worth_ingesting() or self.paths.is_locked():
+                return  # nothing to do, or another process is at it (it takes ours too)
             if not os.path.basename(sys.executable or "").startswith(("python", "pypy")):
                 # Embedded interpreters (uWSGI, mod_wsgi) have no python to start.
                 raise OSError(
@@ -93,13 +95,7 @@ class DuckDBSink(Sink):
             )
             try:
                 self._ingester = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "wideevents.store.background",
-                        "--db",
-                        str(self.paths.db),
-                    ],
+                    background.command(self.paths),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,

@@ -91,6 +91,26 @@ class StorePaths:
         finally:
             os.close(fd)  # releases the lock
 
+    def is_locked(self) -> bool:
+        """Whether another process holds the store lock exclusively (an ingester, a query).
+
+        A probe with a shared lock, released at once: cheap enough for an app's worker
+        thread to ask before it starts an ingester process that would only find it busy.
+        """
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False  # no spool folder yet: nobody can hold it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return True
+            raise
+        finally:
+            os.close(fd)  # releases the probe's lock
+        return False
+
 
 @contextlib.contextmanager
 def private_umask() -> Iterator[None]:
