@@ -48,6 +48,7 @@ flight when it stops, the app's own per-worker counters do).
     .venv/bin/python benchmarks/bench_http.py                  # 7 rounds of 10 s (~7 min)
     .venv/bin/python benchmarks/bench_http.py --quick          # 3 rounds of 3 s
     .venv/bin/python benchmarks/bench_http.py --ingest-off     # and wideevents, no ingester
+    .venv/bin/python benchmarks/bench_http.py --breakdown      # and wideevents' parts apart
     .venv/bin/python benchmarks/bench_http.py --json           # and one JSON object at the end
 """
 
@@ -90,6 +91,8 @@ PLAIN = "plain"
 WIDEEVENTS = "wideevents"
 OTEL = "OTel flask"
 WIDEEVENTS_NO_INGEST = "wideevents, ingester off"
+WIDEEVENTS_NULL_SINK = "wideevents, /dev/null"
+WIDEEVENTS_REQUEST_ONLY = "wideevents, queue of 1"
 
 DISTRIBUTIONS = (
     "wideevents",
@@ -789,7 +792,7 @@ def _version(dist: str) -> str:
         return "-"
 
 
-def make_variants(tmp: Path, ingest_off: bool) -> list[Variant]:
+def make_variants(tmp: Path, ingest_off: bool, breakdown: bool = False) -> list[Variant]:
     variants = [
         Variant(PLAIN, "plain", tmp / "plain"),
         Variant(
@@ -800,7 +803,22 @@ def make_variants(tmp: Path, ingest_off: bool) -> list[Variant]:
         ),
         Variant(OTEL, "otel", tmp / "otel"),
     ]
-    if ingest_off:
+    if breakdown:  # where wideevents' cost goes, by taking its parts away
+        variants += [
+            Variant(
+                WIDEEVENTS_REQUEST_ONLY,
+                "wideevents",
+                tmp / "wideevents-request-only",
+                {"WIDEEVENTS_SINKS": "jsonl:/dev/null", "WIDEEVENTS_QUEUE_SIZE": "1"},
+            ),
+            Variant(
+                WIDEEVENTS_NULL_SINK,
+                "wideevents",
+                tmp / "wideevents-null-sink",
+                {"WIDEEVENTS_SINKS": "jsonl:/dev/null"},
+            ),
+        ]
+    if ingest_off or breakdown:
         folder = tmp / "wideevents-no-ingest"
         variants.append(
             Variant(
@@ -841,6 +859,13 @@ def main(argv: list[str] | None = None) -> int:
         help="CPUs other processes may use during a run before it is discarded (0.15)",
     )
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="three more variants that take wideevents' parts away: the ingester (ingester "
+        "off), the store (JSON lines to /dev/null), the worker's encoding (a queue of one: "
+        "nearly every event dropped at the queue, so the request thread's share alone)",
+    )
+    parser.add_argument(
         "--ingest-off",
         action="store_true",
         help="a fourth variant: wideevents with WIDEEVENTS_INGEST_INTERVAL=0 (what-if)",
@@ -872,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="wideevents-bench-http-") as tmpdir:
         tmp = Path(tmpdir)
-        variants = make_variants(tmp, args.ingest_off)
+        variants = make_variants(tmp, args.ingest_off, args.breakdown)
         try:
             with otlp_receiver(tmp / "spans.jsonl") as receiver:
                 variants[2].env["BENCH_OTLP_ENDPOINT"] = receiver.endpoint
