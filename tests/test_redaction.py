@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ import wideevents
 from wideevents import DROP, ConfigError, Redaction, event
 from wideevents._patterns import VALUE_PATTERNS
 from wideevents._redact import Redactor
-from wideevents.sinks import MemorySink
+from wideevents.sinks import JsonLinesSink, MemorySink
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0"
@@ -237,6 +239,97 @@ def test_allow_only_mode_drops_everything_else() -> None:
     assert r["name"] == "op"
     assert r["service.name"] == "svc"
     assert r["host.name"] and r["process.pid"]  # resource fields are never dropped
+
+
+def test_resource_fields_from_the_app_meet_allow_only_and_hooks_builtins_stay() -> None:
+    sink = MemorySink()
+    wideevents.configure(
+        "svc",
+        sinks=[sink],
+        fields={"customer.email": "a@b.c", "team": "payments", "region": "eu"},
+        redact=Redaction(
+            allow_only=["http.*", "team", "region"],
+            hooks=[lambda k, v, f: DROP if k == "region" else v],
+        ),
+    )
+    with event("op", **{"http.route": "/a"}):
+        pass
+    wideevents.flush()
+    (r,) = sink.events
+    assert "customer.email" not in r and "region" not in r
+    assert r["team"] == "payments" and r["service.name"] == "svc" and r["process.pid"]
+    assert sorted(r["meta.redacted"]) == ["customer.email", "region"]
+
+
+def test_a_resource_value_that_cannot_be_redacted_is_replaced_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WIDEEVENTS_RAISE_INTERNAL", "0")  # as in an app: counted, not raised
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    sink = MemorySink()
+    wideevents.configure(
+        "svc",
+        sinks=[sink],
+        fields={"odd": Unprintable(), "ok": 1},
+        redact=Redaction(hash_keys=["odd"], hash_secret="s" * 16),
+    )
+    with event("op"):
+        pass
+    wideevents.flush()
+    (r,) = sink.events
+    assert r["odd"] == "[REDACTED]" and r["ok"] == 1
+    assert r["meta.redacted"] == ["odd"]
+    assert wideevents.stats()["redaction_errors"] == 1
+
+
+def test_meta_redacted_names_resource_paths_once_and_only_where_the_value_came_from() -> None:
+    sink = MemorySink()
+    bearer = "Bearer abcdefghijklmnopqrstuvwxyz012345"
+    wideevents.configure(
+        "svc",
+        sinks=[sink],
+        fields={"cfg": {"token": "abc", "x": 1}, "deploy.note": f"by {bearer}"},
+        redact=Redaction(hooks=[lambda k, v, f: DROP if v == "mine" else v]),
+    )
+    with event("op", cfg={"y": 2}):  # the app's own cfg: nothing of the resource's in it
+        pass
+    with event("op", **{"deploy.note": "mine"}):  # dropped by the hook: the resource's fills in
+        pass
+    wideevents.flush()
+    first, second = sink.events
+    assert first["cfg"] == {"y": 2}
+    assert first["meta.redacted"] == ["deploy.note"]
+    assert second["deploy.note"] == "by Bearer [REDACTED]"
+    assert sorted(second["meta.redacted"]) == ["cfg.token", "deploy.note"]  # once each
+
+
+def test_a_forked_child_redacts_its_own_pid_like_the_parent(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    wideevents.configure(
+        "svc",
+        sinks=[JsonLinesSink(path)],
+        redact=Redaction(hash_keys=["process.pid"], hash_secret="s" * 16),
+    )
+    with event("parent"):
+        pass
+    wideevents.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            with event("child"):
+                pass
+            wideevents.flush()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    records = {r["name"]: r for r in map(json.loads, path.read_text().splitlines())}
+    parent, child = records["parent"]["process.pid"], records["child"]["process.pid"]
+    assert parent.startswith("hmac:") and child.startswith("hmac:") and parent != child
+    assert records["child"]["meta.redacted"] == ["process.pid"]
 
 
 def test_resource_fields_are_redacted_like_the_events_own() -> None:

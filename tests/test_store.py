@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import wideevents
 from wideevents import event
 from wideevents.sinks.duckdb import DuckDBSink
 from wideevents.store import background, schema
+from wideevents.store import ingest as ingest_module
 from wideevents.store.ingest import connect, ingest_store
 from wideevents.store.paths import StorePaths
 from wideevents.store.spool import SpoolWriter
@@ -531,6 +533,52 @@ def test_the_app_starts_no_ingester_while_the_store_is_held(tmp_path: Path) -> N
     assert proc is not None, "no ingester once the store was free"
     assert proc.wait(timeout=60) == 0
     assert query(db, "SELECT count(*) FROM events") == [(1,)]
+
+
+def test_a_fork_waits_for_the_apps_lock_probe_to_end() -> None:
+    """A child forked while the probe held its shared lock would keep it for its life."""
+    from wideevents.store import paths as paths_module
+
+    forked: list[float] = []
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os._exit(0)
+        os.waitpid(pid, 0)
+        forked.append(time.monotonic())
+
+    with paths_module._PROBING:  # as is_locked() holds it around its open .. close
+        t = threading.Thread(target=fork)
+        t.start()
+        time.sleep(0.3)
+        assert not forked, "fork() went ahead in the middle of a probe"
+    t.join(10)
+    assert forked
+
+
+def test_a_segments_sidecar_goes_before_the_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between the two unlinks, the segment (recorded, so deleted unread by the next
+    run) stays behind, never a sidecar that nothing would delete."""
+    db = tmp_path / "ev.duckdb"
+    writer = SpoolWriter(StorePaths.for_db(db))
+    writer.write([b'{"span_id": "a", "i": 1}\n'], [{"span_id": "a", "i": 1}])  # with its types
+    writer.seal()
+    (segment,) = StorePaths.for_db(db).spool.glob("*.jsonl")
+    sidecar = ingest_module._types_path(segment)
+    assert sidecar.exists()
+    order: list[str] = []
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        order.append(self.name)
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    ingest_module._remove(segment)
+    assert order == [sidecar.name, segment.name]
 
 
 def test_types_come_from_the_writers_sidecar_not_a_second_read(

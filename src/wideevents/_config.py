@@ -13,6 +13,11 @@ from ._redact import Redaction
 from .sampling import Rule, compile_rules
 from .sinks import Sink, from_specs
 
+# The resource fields every event carries; allow-only never drops these.
+BUILTIN_RESOURCE = frozenset(
+    {"service.name", "service.version", "deployment.environment.name", "host.name", "process.pid"}
+)
+
 DEFAULT_SINKS = "duckdb:"
 """Unconfigured, events go to the embedded store at ``WIDEEVENTS_DB`` or ./wideevents.duckdb."""
 

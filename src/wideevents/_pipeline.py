@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import _internal
+from ._config import BUILTIN_RESOURCE
 from ._redact import Redactor
 from .sampling import decide
 from .sinks import Batch
@@ -102,18 +103,13 @@ class Pipeline:
         self.sinks = list(config.sinks)
         self.rules = config.rules
         self.redactor = Redactor(config.redaction) if config.redaction is not None else None
-        self.resource = dict(config.resource)
-        # Static for the pipeline's life, so redacted once here rather than in every event.
-        self._resource_redacted: tuple[str, ...] = ()
-        if self.redactor is not None:
-            self._resource_redacted = tuple(self.redactor.redact_resource(self.resource))
+        self._set_resource(dict(config.resource))
         self.flush_interval = config.flush_interval
         self.cap = config.queue_size
         self._wake_at = max(1, self.cap // 2)
         self._poll = min(_POLL, self.flush_interval)
         self._idle_poll = min(_IDLE_POLL, self.flush_interval)
         self._names: dict[str, str] = {}
-        self._resource_keys = frozenset(self.resource)
         self._clock = _Clock()
         self._reset_runtime()
         self.submitted = 0  # taken from the queue by the worker
@@ -121,6 +117,19 @@ class Pipeline:
         self.exported = 0
         _pipelines.add(self)
         self._atexit_registered = False
+
+    def _set_resource(self, raw: dict[str, Any]) -> None:
+        """Keep *raw* and its redacted copy: static for the pipeline's life (until a fork
+        changes ``process.pid``), so redacted here once rather than in every event."""
+        self._raw_resource = raw
+        resource = dict(raw)
+        redacted: dict[str, list[str]] = {}
+        if self.redactor is not None:
+            redacted = self.redactor.redact_resource(resource, BUILTIN_RESOURCE)
+        self.resource = resource
+        self._resource_keys = frozenset(resource)
+        self._resource_redacted = redacted  # top-level key: the paths redaction changed
+        self._resource_paths = tuple(p for paths in redacted.values() for p in paths)
 
     def _reset_runtime(self) -> None:
         self.queue: deque[Event] = deque()
@@ -180,7 +189,9 @@ class Pipeline:
     def _run(self) -> None:
         poll = self._poll
         while not self._stop:
-            self._wake.wait(poll)
+            # Idle back-off never stretches the flush interval.
+            due = self._last_flush + self.flush_interval - time.monotonic()
+            self._wake.wait(min(poll, max(due, 0.001)))
             self._wake.clear()
             if self._work.acquire(timeout=self._poll):
                 try:
@@ -260,11 +271,16 @@ class Pipeline:
             try:
                 if resource_keys.isdisjoint(fields):
                     fields.update(resource)
-                    from_resource = self._resource_redacted
+                    from_resource = self._resource_paths
                 else:  # the app's own value for a resource field wins
                     own = resource_keys.intersection(fields)
                     fields.update((k, v) for k, v in resource.items() if k not in own)
-                    from_resource = tuple(k for k in self._resource_redacted if k not in own)
+                    from_resource = tuple(
+                        p
+                        for key, paths in self._resource_redacted.items()
+                        if key not in own
+                        for p in paths
+                    )
                 t0 = ev._t0
                 ts = t0 + offset
                 sec = int(ts)
@@ -288,8 +304,8 @@ class Pipeline:
                     paths = self._add_error(fields, raised, paths)
                 if fields["name"] != name:
                     paths = [*(paths or ()), "name"]
-                if from_resource:
-                    paths = [*(paths or ()), *from_resource]
+                if from_resource:  # once each (an app's value dropped, the resource's kept)
+                    paths = list(dict.fromkeys([*(paths or ()), *from_resource]))
                 if paths:
                     fields["meta.redacted"] = paths
                 try:
@@ -414,7 +430,7 @@ class Pipeline:
         # Events queued in the parent are the parent's to export; locks held by the
         # parent's worker at fork time would never be released in the child.
         self._reset_runtime()
-        self.resource["process.pid"] = os.getpid()
+        self._set_resource({**self._raw_resource, "process.pid": os.getpid()})
         for sink in self.sinks:
             try:
                 sink.after_fork()

@@ -230,24 +230,50 @@ class Redactor:
 
     # -- per event -----------------------------------------------------------------------
 
-    def redact_resource(self, fields: dict[str, Any]) -> list[str]:
-        """Redact the resource fields in place, once; return the changed paths.
+    def redact_resource(
+        self, fields: dict[str, Any], builtin: Iterable[str] = ()
+    ) -> dict[str, list[str]]:
+        """Redact the resource fields in place, once; return the changed paths per key.
 
-        The key patterns, hashing and value patterns apply; allow-only never drops a resource
-        field and hooks do not see them.
+        Every key meets the key patterns, hashing and the value patterns. The app's own
+        resource fields (``configure(fields=…)``) also meet allow-only and the hooks (with the
+        resource as ``fields``); the *builtin* ones (``service.name`` …) are never dropped. A
+        value that cannot be redacted (its ``str()`` raises) is replaced, never kept.
         """
-        paths: list[str] = []
+        keep = frozenset(builtin)
+        changed: dict[str, list[str]] = {}
         for key, value in list(fields.items()):
-            action = self._action_unscoped(key)
-            if action == _REDACT:
+            paths: list[str] = []
+            try:
+                action = self._action_unscoped(key)
+                if key not in keep and action == _PASS:
+                    if self._allowed is not None and not self._allowed(key):
+                        action = _DROP_KEY
+                    elif self._hooks:
+                        new = self._run_hooks(key, value, fields)
+                        if new is DROP:
+                            action = _DROP_KEY
+                        elif new is not value:
+                            fields[key] = value = new
+                            paths.append(key)
+                if action == _DROP_KEY:
+                    del fields[key]
+                    paths = [key]
+                elif action == _REDACT:
+                    fields[key] = REDACTED
+                    paths = [key]
+                elif action == _HASH:
+                    fields[key] = self.hash_value(value)
+                    paths = [key]
+                else:
+                    fields[key] = self._scrub(value, key, paths)
+            except Exception as exc:  # fail closed: the value never leaves
+                _internal.report("redaction", exc, reraise=False)
                 fields[key] = REDACTED
-                paths.append(key)
-            elif action == _HASH:
-                fields[key] = self.hash_value(value)
-                paths.append(key)
-            else:
-                fields[key] = self._scrub(value, key, paths)
-        return paths
+                paths = [key]
+            if paths:
+                changed[key] = list(dict.fromkeys(paths))
+        return changed
 
     def redact_batch(self, batch: list[dict[str, Any]]) -> list[list[str] | None]:
         """Redact each event's fields in place; return the changed paths per event."""

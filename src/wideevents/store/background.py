@@ -4,9 +4,9 @@ Every process of an app may start one every few seconds (each gunicorn worker ha
 sink). The sink first checks that nobody holds the store (``StorePaths.is_locked``), and the
 process it starts runs :data:`BOOTSTRAP`: a few lines that take the store lock with nothing
 but ``fcntl`` imported, so one that loses a race exits after the interpreter's start (~15 ms
-of CPU) instead of after importing wideevents and DuckDB (~0.3 s). The winner lowers its
-CPU priority (nice 10) before importing anything else and ingests on one DuckDB thread, so
-on a busy machine the app's requests come before the ingest.
+of CPU) instead of after importing wideevents (~80 ms). The winner lowers its CPU priority
+(nice 10) before importing anything else and ingests on one DuckDB thread, so on a busy
+machine the app's requests come before the ingest.
 
 ``python -m wideevents.store.background --db PATH`` does the same from a shell.
 """
@@ -24,7 +24,7 @@ NICENESS = 10
 
 # Run as ``python -c BOOTSTRAP wideevents.store.background --db DB --lock LOCK`` (the module
 # name in argv tells `ps` what it is). Keep it to the standard library until the lock is held.
-BOOTSTRAP = """\
+BOOTSTRAP = f"""\
 import fcntl, os, sys
 os.umask(0o077)
 fd = os.open(sys.argv[-1], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -33,7 +33,7 @@ try:
 except OSError:
     sys.exit(0)
 try:
-    os.nice(10)
+    os.nice({NICENESS})
 except OSError:
     pass
 from wideevents.store.background import ingest_holding_lock

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ DEFAULT_DB = "wideevents.duckdb"
 def default_db_path() -> str:
     """``WIDEEVENTS_DB``, else ``./wideevents.duckdb``."""
     return os.environ.get("WIDEEVENTS_DB") or DEFAULT_DB
+
+
+# Held while the app probes the store lock, and by fork() around the fork.
+_PROBING = threading.Lock()
+os.register_at_fork(
+    before=_PROBING.acquire, after_in_parent=_PROBING.release, after_in_child=_PROBING.release
+)
 
 
 class StoreLocked(TimeoutError):
@@ -96,20 +104,23 @@ class StorePaths:
 
         A probe with a shared lock, released at once: cheap enough for an app's worker
         thread to ask before it starts an ingester process that would only find it busy.
+        A ``fork()`` waits for a probe to end (see ``_PROBING``): a child that never execs
+        would otherwise keep the probe's lock, and the store, for its whole life.
         """
-        try:
-            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:
-            return False  # no spool folder yet: nobody can hold it
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return True
-            raise
-        finally:
-            os.close(fd)  # releases the probe's lock
-        return False
+        with _PROBING:
+            try:
+                fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                return False  # no spool folder yet: nobody can hold it
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    return True
+                raise
+            finally:
+                os.close(fd)  # releases the probe's lock
+            return False
 
 
 @contextlib.contextmanager
