@@ -242,31 +242,17 @@ class Redactor:
         """
         keep = frozenset(builtin)
         changed: dict[str, list[str]] = {}
-        for key, value in list(fields.items()):
+        for key in list(fields):
             paths: list[str] = []
             try:
+                own = key not in keep
                 action = self._action_unscoped(key)
-                if key not in keep and action == _PASS:
-                    if self._allowed is not None and not self._allowed(key):
-                        action = _DROP_KEY
-                    elif self._hooks:
-                        new = self._run_hooks(key, value, fields)
-                        if new is DROP:
-                            action = _DROP_KEY
-                        elif new is not value:
-                            fields[key] = value = new
-                            paths.append(key)
-                if action == _DROP_KEY:
-                    del fields[key]
-                    paths = [key]
-                elif action == _REDACT:
-                    fields[key] = REDACTED
-                    paths = [key]
-                elif action == _HASH:
-                    fields[key] = self.hash_value(value)
-                    paths = [key]
-                else:
-                    fields[key] = self._scrub(value, key, paths)
+                if own and action == _PASS and self._allowed is not None and not self._allowed(key):
+                    action = _DROP_KEY
+                if self._apply_key(fields, key, action, hooks=own):
+                    paths.append(key)
+                if action == _PASS and key in fields:  # what a hook left is scanned too
+                    fields[key] = self._scrub(fields[key], key, paths)
             except Exception as exc:  # fail closed: the value never leaves
                 _internal.report("redaction", exc, reraise=False)
                 fields[key] = REDACTED
@@ -334,29 +320,36 @@ class Redactor:
     def _apply_keys(self, fields: dict[str, Any]) -> list[str] | None:
         paths: list[str] | None = None
         for key in list(fields):
-            action = self._action(key)
-            if action == _PASS:
-                if self._hooks:
-                    value = self._run_hooks(key, fields[key], fields)
-                    if value is not fields[key]:
-                        paths = (paths or []) + [key]
-                        if value is DROP:
-                            del fields[key]
-                        else:
-                            fields[key] = value
-                continue
-            paths = (paths or []) + [key]
-            if action == _DROP_KEY:
-                del fields[key]
-            elif action == _HASH:
-                fields[key] = self.hash_value(fields[key])
-            else:
-                fields[key] = REDACTED
+            if self._apply_key(fields, key, self._action(key)):
+                paths = (paths or []) + [key]
         if not self._hooks:
             if len(self._plain_keys) > _CACHE_LIMIT:
                 self._plain_keys.clear()
             self._plain_keys.update(k for k in fields if self._key_action.get(k) == _PASS)
         return paths
+
+    def _apply_key(
+        self, fields: dict[str, Any], key: str, action: int, *, hooks: bool = True
+    ) -> bool:
+        """Carry out *action* on ``fields[key]`` (the hooks, for a key that asks for nothing);
+        True when the field changed or went."""
+        if action == _PASS:
+            if not (hooks and self._hooks):
+                return False
+            value = self._run_hooks(key, fields[key], fields)
+            if value is fields[key]:
+                return False
+            if value is DROP:
+                del fields[key]
+            else:
+                fields[key] = value
+        elif action == _DROP_KEY:
+            del fields[key]
+        elif action == _HASH:
+            fields[key] = self.hash_value(fields[key])
+        else:
+            fields[key] = REDACTED
+        return True
 
     def _run_hooks(self, key: str, value: Any, fields: Mapping[str, Any]) -> Any:
         for hook in self._hooks:

@@ -107,20 +107,8 @@ class StorePaths:
         A ``fork()`` waits for a probe to end (see ``_PROBING``): a child that never execs
         would otherwise keep the probe's lock, and the store, for its whole life.
         """
-        with _PROBING:
-            try:
-                fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except OSError:
-                return False  # no spool folder yet: nobody can hold it
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    return True
-                raise
-            finally:
-                os.close(fd)  # releases the probe's lock
-            return False
+        with _PROBING, self.lock(exclusive=False, timeout=0) as held:
+            return not held
 
 
 @contextlib.contextmanager
