@@ -190,15 +190,16 @@ class Floor:
         _floor_queue.append(self)
 
 
-def setup_floor(n: int, tmp: Path) -> Contender:
-    def loop(batch: list[Fields]) -> None:
-        for f in batch:
-            with Floor("op", **f):
-                pass
+def floor_loop(batch: list[Fields]) -> None:
+    for f in batch:
+        with Floor("op", **f):
+            pass
 
+
+def setup_floor(n: int, tmp: Path) -> Contender:
     def run(batch: list[Fields]) -> Timing:
         _floor_queue.clear()
-        timing = measure(lambda: loop(batch))
+        timing = measure(lambda: floor_loop(batch))
         if len(_floor_queue) != len(batch):
             raise InvalidMeasurementError(f"floor: {len(_floor_queue)} events of {len(batch)}")
         _floor_queue.clear()
@@ -224,11 +225,6 @@ def setup_json_floor(n: int, tmp: Path) -> Contender:
     offset = time.time() - time.perf_counter()
     written = [0]
 
-    def loop(batch: list[Fields]) -> None:
-        for f in batch:
-            with Floor("op", **f):
-                pass
-
     def finish() -> None:
         events = list(_floor_queue)
         _floor_queue.clear()
@@ -247,7 +243,7 @@ def setup_json_floor(n: int, tmp: Path) -> Contender:
     def run(batch: list[Fields]) -> Timing:
         _floor_queue.clear()
         before = written[0]
-        timing = measure(lambda: loop(batch), finish)
+        timing = measure(lambda: floor_loop(batch), finish)
         if written[0] - before < len(batch) * 200:
             raise InvalidMeasurementError(f"{JSON_FLOOR}: {written[0] - before} bytes written")
         return timing

@@ -490,6 +490,17 @@ def test_a_store_that_cannot_be_written_answers_503_and_keeps_every_200(tmp_path
     assert _count(db, "i >= 100", "i < 10000") == 0
 
 
+def _send_and_read_trace_1(db: Path, req: ExportTraceServiceRequest) -> dict[str, Any]:
+    """Send *req* to a serve process on *db*; the one event stored for trace id 1."""
+    with serve(db) as srv:
+        status, _ = srv.post("/v1/traces", req.SerializeToString(), PROTOBUF)
+        assert status == 200
+        status, rows = srv.get(f"/api/trace/{(1).to_bytes(16, 'big').hex()}")
+    assert status == 200
+    (stored,) = rows
+    return dict(stored)
+
+
 def test_secrets_anywhere_in_a_span_never_reach_the_store(tmp_path: Path) -> None:
     """Name, attributes, resource, span events, status message: all go through redaction."""
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
@@ -510,12 +521,7 @@ def test_secrets_anywhere_in_a_span_never_reach_the_store(tmp_path: Path) -> Non
     span.status.code = 2
     span.status.message = "login failed for password=STATUS-SEKRET-5"
     db = tmp_path / "leaky.duckdb"
-    with serve(db) as srv:
-        status, _ = srv.post("/v1/traces", req.SerializeToString(), PROTOBUF)
-        assert status == 200
-        status, rows = srv.get(f"/api/trace/{(1).to_bytes(16, 'big').hex()}")
-    assert status == 200
-    (stored,) = rows
+    stored = _send_and_read_trace_1(db, req)
     assert stored["error"] is True and stored["otel.span.events"][0]["name"] == "retry"
     assert "meta.redacted" in stored
     data = _store_bytes(db)
@@ -535,12 +541,7 @@ def test_bytes_attributes_are_kept_as_text_so_redaction_reads_them(tmp_path: Pat
         kv = span.attributes.add()
         kv.key, kv.value.bytes_value = key, raw
     db = tmp_path / "bytes.duckdb"
-    with serve(db) as srv:
-        status, _ = srv.post("/v1/traces", req.SerializeToString(), PROTOBUF)
-        assert status == 200
-        status, rows = srv.get(f"/api/trace/{(1).to_bytes(16, 'big').hex()}")
-    assert status == 200
-    (stored,) = rows
+    stored = _send_and_read_trace_1(db, req)
     assert stored["label"] == "plain text"
     assert stored["blob"] == base64.b64encode(b"\xff\x00\x01").decode()
     assert jwt not in stored["note"] and "note" in stored["meta.redacted"]
