@@ -7,6 +7,13 @@ serializes with orjson and hands one :class:`Batch` to every sink. ``flush()`` d
 work on the caller's thread under the same lock, so it returns once everything submitted
 before it has reached the sinks. After ``fork()`` the child starts with an empty queue and
 a new worker on its first event.
+
+The HTTP integrations call :meth:`Pipeline.after_response` once a response has gone out.
+When :data:`_INLINE_BATCH` events wait and every sink is ``inline_safe``, that thread
+encodes and exports them itself, between two requests; the worker then only seals and
+flushes on its schedule. Under a server that runs one request at a time per process
+(gunicorn's sync workers) this costs less than waking a second thread 200 times a second
+and trading the GIL with it: in ``bench_http`` it halved the throughput the events cost.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ _BATCH = 4096
 _POLL = 0.005
 _IDLE_POLL = 0.1
 _OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC
+# An app thread that has just sent a response encodes the queue itself once this many wait.
+_INLINE_BATCH = 16
 
 _pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
@@ -110,6 +119,7 @@ class Pipeline:
         self._poll = min(_POLL, self.flush_interval)
         self._idle_poll = min(_IDLE_POLL, self.flush_interval)
         self._names: dict[str, str] = {}
+        self.inline = bool(self.sinks) and all(s.inline_safe for s in self.sinks)
         self._clock = _Clock()
         self._reset_runtime()
         self.submitted = 0  # taken from the queue by the worker
@@ -140,6 +150,7 @@ class Pipeline:
         self._work = threading.Lock()
         self._drop_lock = threading.Lock()
         self._last_flush = time.monotonic()
+        self._inline_at = -1e9  # when an app thread last drained the queue
 
     # -- the application thread --------------------------------------------------------
 
@@ -155,6 +166,22 @@ class Pipeline:
         else:
             with self._drop_lock:
                 self.dropped += 1
+
+    def after_response(self) -> None:
+        """From an app thread whose response has gone out: encode and export what is queued
+        here, once a batch's worth waits and every sink is ``inline_safe``. Never waits: when
+        the worker (or a flush) is at it, this returns at once."""
+        if not self.inline or len(self.queue) < _INLINE_BATCH:
+            return
+        if not self._work.acquire(blocking=False):
+            return
+        try:
+            self._inline_at = time.monotonic()
+            self._drain()
+        except Exception as exc:  # pragma: no cover - _drain guards its parts
+            _internal.report("worker", exc, reraise=False)
+        finally:
+            self._work.release()
 
     def export_now(self, events: list[Event]) -> int:
         """Sample, redact and export *events* on the caller's thread, past the queue.
@@ -189,8 +216,11 @@ class Pipeline:
     def _run(self) -> None:
         poll = self._poll
         while not self._stop:
+            now = time.monotonic()
+            if now - self._inline_at < self._idle_poll:
+                poll = self._idle_poll  # the app's threads drain the queue themselves
             # Idle back-off never stretches the flush interval.
-            due = self._last_flush + self.flush_interval - time.monotonic()
+            due = self._last_flush + self.flush_interval - now
             self._wake.wait(min(poll, max(due, 0.001)))
             self._wake.clear()
             if self._work.acquire(timeout=self._poll):

@@ -6,7 +6,9 @@
 ``settings.WIDEEVENTS`` takes the arguments of ``wideevents.configure()`` plus the
 middleware's ``exclude_paths``, ``request_headers`` and ``response_headers``. The route is
 the resolver's pattern (``/users/<int:id>``); a 404 has none. A view that raises is recorded
-with status 500 and Django handles the exception as it always does.
+with status 500 and Django handles the exception as it always does. Once Django has sent a
+response (``request_finished``), its thread encodes a batch of finished events itself when
+one waits (see ``Pipeline.after_response``).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from .._exceptions import MissingExtraError
 
 try:
     from django.conf import settings
+    from django.core.signals import request_finished
     from django.http import HttpRequest, HttpResponseBase
 except ImportError as exc:  # pragma: no cover - exercised without django installed
     raise MissingExtraError("django", "django") from exc
 
 from .. import _internal
+from .._client import DEFAULT as _DEFAULT
 from .._event import Event
 from ._http import event_name, request_fields
 from .wsgi import record_exception
@@ -33,6 +37,18 @@ __all__ = ["WideEventsMiddleware"]
 _MIDDLEWARE_OPTIONS = ("exclude_paths", "request_headers", "response_headers")
 _configured = threading.Lock()
 _done = False
+
+
+def _after_response(**_: Any) -> None:
+    try:
+        pipeline = _DEFAULT._pipeline
+        if pipeline is not None:
+            pipeline.after_response()
+    except Exception as exc:  # pragma: no cover - after_response guards its parts
+        _internal.report("django", exc)
+
+
+request_finished.connect(_after_response, dispatch_uid="wideevents.after_response")
 
 
 def _configure_once(options: dict[str, Any]) -> None:

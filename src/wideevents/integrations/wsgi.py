@@ -3,7 +3,9 @@
     app.wsgi_app = WideEventsMiddleware(app.wsgi_app, exclude_paths=["/healthz"])
 
 The event is current while the application runs (``wideevents.add()`` in a view reaches it)
-and ends when the server closes the response, so streamed bodies are counted. A W3C
+and ends when the server closes the response, so streamed bodies are counted. The response
+sent, this thread encodes a batch of finished events itself when one waits (see
+``Pipeline.after_response``). A W3C
 ``traceparent`` header continues the caller's trace. Frameworks name the route template by
 adding ``http.route`` (Django's integration does); for a Werkzeug app (Flask) the middleware
 reads the matched rule when the response starts; without one the event is named after the
@@ -21,6 +23,7 @@ from .. import _internal
 from .._client import DEFAULT as _DEFAULT
 from .._event import Event
 from .._event import current_event as _current_event
+from .._pipeline import Pipeline
 from ._http import event_name, request_fields
 
 StartResponse = Callable[..., Any]
@@ -48,7 +51,8 @@ class WideEventsMiddleware:
         if environ.get("PATH_INFO") in self.exclude_paths:
             return self.app(environ, start_response)
         try:
-            ev = _start(environ, self.request_headers)
+            pipeline = _DEFAULT._pipeline or _DEFAULT._ensure()
+            ev = _start(environ, self.request_headers, pipeline)
         except Exception as exc:  # telemetry never breaks the request
             _internal.report("wsgi", exc)
             return self.app(environ, start_response)
@@ -80,12 +84,12 @@ class WideEventsMiddleware:
             ev.fields["http.response.status_code"] = 500
             _finish(ev, exc)
             raise
-        return _Response(result, ev)
+        return _Response(result, ev, pipeline)
 
 
-def _start(environ: dict[str, Any], headers: tuple[str, ...]) -> Event:
+def _start(environ: dict[str, Any], headers: tuple[str, ...], pipeline: Pipeline) -> Event:
     fields = request_fields(environ, headers)
-    ev = Event(fields["http.request.method"], fields, _DEFAULT._pipeline or _DEFAULT._ensure())
+    ev = Event(fields["http.request.method"], fields, pipeline)
     traceparent = environ.get("HTTP_TRACEPARENT")
     if traceparent is not None:
         ev.continue_trace(traceparent)
@@ -105,9 +109,10 @@ def _finish(ev: Event, exc: BaseException | None = None) -> None:
 class _Response:
     """The app's response iterable, counting bytes; the event ends when it is closed."""
 
-    def __init__(self, result: Iterable[bytes], ev: Event) -> None:
+    def __init__(self, result: Iterable[bytes], ev: Event, pipeline: Pipeline) -> None:
         self._result = result
         self._ev = ev
+        self._pipeline = pipeline
         self._size = 0
         self._closed = False
 
@@ -136,6 +141,7 @@ class _Response:
         finally:
             self._ev.fields.setdefault("http.response.body.size", self._size)
             _finish(self._ev)
+            self._pipeline.after_response()
 
     def __enter__(self) -> _Response:
         return self

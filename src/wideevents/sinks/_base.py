@@ -28,9 +28,14 @@ class Sink:
     * ``flush(timeout)`` pushes what is buffered to its destination; True when done in time.
     * ``shutdown(timeout)`` flushes and releases resources; later exports are ignored.
 
-    Nothing here runs on the application's thread, and whatever a sink raises is caught,
-    counted under ``sink_errors`` in ``wideevents.stats()`` and logged once.
+    Whatever a sink raises is caught, counted under ``sink_errors`` in ``wideevents.stats()``
+    and logged once. Only ``export`` ever runs on an application's thread, and only when the
+    sink sets ``inline_safe``: an HTTP integration's thread may then export a batch itself
+    right after a response went out (still one call at a time). Set it only for an export
+    that never blocks: a buffered append to a local file, a bounded in-memory hand-off.
     """
+
+    inline_safe: bool = False
 
     def export(self, batch: Batch) -> None:
         raise NotImplementedError

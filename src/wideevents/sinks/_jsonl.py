@@ -1,9 +1,20 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 from ._base import Batch, Sink
+
+
+def _never_blocks(path: str) -> bool:
+    try:
+        st = os.fstat(sys.stdout.fileno()) if path == "-" else os.stat(path)
+    except FileNotFoundError:
+        return path != "-"  # a file this sink will create
+    except (OSError, ValueError, AttributeError):  # stdout closed or replaced
+        return False
+    return stat.S_ISREG(st.st_mode) or path == os.devnull
 
 
 class JsonLinesSink(Sink):
@@ -16,6 +27,9 @@ class JsonLinesSink(Sink):
     def __init__(self, path: str | os.PathLike[str] = "-") -> None:
         self.path = os.fspath(path)
         self._fd: int | None = None
+        # A pipe, a socket or a terminal can block a write for as long as its reader likes:
+        # only files (and /dev/null) may be written from an app thread.
+        self.inline_safe = _never_blocks(self.path)
 
     def _open(self) -> int:
         if self.path == "-":

@@ -9,6 +9,8 @@ from ._base import Batch, Sink
 class MemorySink(Sink):
     """Keeps every record in a list, for tests (``wideevents.testing`` builds on it)."""
 
+    inline_safe = True
+
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()

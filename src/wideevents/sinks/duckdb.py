@@ -53,6 +53,8 @@ class DuckDBSink(Sink):
         self._last_ingest = time.monotonic()
         self._ingester: subprocess.Popen[bytes] | None = None
 
+    inline_safe = True  # export is a buffered append to the process's own spool segment
+
     @property
     def path(self) -> str:
         return str(self.paths.db)
@@ -61,14 +63,16 @@ class DuckDBSink(Sink):
         self.writer.write(batch.lines, batch.records)
 
     def flush(self, timeout: float | None = None) -> bool:
-        self.writer.seal()
+        sealed = self.writer.seal()
+        if threading.current_thread().name != "wideevents-worker":
+            return True  # an explicit flush(): never open files or start processes for it
+        if sealed:  # events flow: open the next segment here, so an app thread only appends
+            self.writer.prepare()
         if self.ingest_interval > 0:
             self._maybe_ingest()
         return True
 
     def _maybe_ingest(self) -> None:
-        if threading.current_thread().name != "wideevents-worker":
-            return  # never start a process on the app's thread (an explicit flush())
         _DETACHED[:] = [p for p in _DETACHED if p.poll() is None]
         proc = self._ingester
         if proc is not None:

@@ -85,6 +85,8 @@ class OTLPSink(Sink):
     """Spans over OTLP/HTTP (protobuf). ``endpoint``: the traces URL (default from
     ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
 
+    inline_safe = True  # export only builds spans and hands them to the sink's own thread
+
     def __init__(
         self,
         endpoint: str | None = None,

@@ -109,14 +109,15 @@ class SpoolWriter:
             pass  # the ingester skips a torn last line too
         self.seal()
 
-    def seal(self) -> None:
-        """Close the current segment and make it visible to the ingester."""
+    def seal(self) -> bool:
+        """Close the current segment and make it visible to the ingester; True when it
+        held lines."""
         fd, path, size = self._fd, self._path, self._size
         signatures, untyped = self._signatures, self._untyped
         self._fd, self._path, self._size = None, None, 0
         self._signatures, self._untyped = set(), False
         if fd is None or path is None:
-            return
+            return False
         try:
             os.close(fd)
         except OSError:
@@ -125,12 +126,22 @@ class SpoolWriter:
         try:
             if not size:
                 os.unlink(path)
-                return
+                return False
             if not untyped:
                 self._write_types(path.with_name(base + TYPES_SUFFIX), signatures)
             os.rename(path, path.with_name(base + SEALED_SUFFIX))
         except OSError as exc:
             _internal.report("store_write", exc, reraise=False)
+        return True
+
+    def prepare(self) -> None:
+        """Open the next segment now, so the next write only appends (an app thread's export
+        then never creates a file). A failure here is left to that write to count."""
+        if self._fd is None:
+            try:
+                self._open()
+            except OSError:
+                pass
 
     @staticmethod
     def _write_types(path: Path, signatures: set[Signature]) -> None:
