@@ -27,7 +27,9 @@ BATCH = _pipeline._INLINE_BATCH
 
 
 class ThreadsSink(MemorySink):
-    """A memory sink (inline-safe) that notes the thread of every export."""
+    """A memory sink that notes the thread of every export."""
+
+    inline_safe = True  # an export of its own: said again, or it would not be
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,6 +54,8 @@ class MayBlockSink(Sink):
 
 class StuckSink(ThreadsSink):
     """Holds the worker inside export until released."""
+
+    inline_safe = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,17 +140,68 @@ def test_after_a_response_the_app_never_waits_for_a_busy_worker() -> None:
     sink = StuckSink()
     wideevents.configure("svc", sinks=[sink])
     app = make_app()
-    serve_one(app, 0)
-    assert sink.entered.wait(5)  # the worker now holds the pipeline, stuck in export
-    started = time.perf_counter()
-    for i in range(1, 4 * BATCH):
-        serve_one(app, i)
-    elapsed = time.perf_counter() - started
-    assert wideevents.stats()["queued"] == 4 * BATCH - 1  # kept for the worker, not lost
-    assert elapsed < 2.0  # the stuck sink holds the worker for 10 s
-    sink.release.set()
+    try:
+        serve_one(app, 0)
+        assert sink.entered.wait(5)  # the worker now holds the pipeline, stuck in export
+        started = time.perf_counter()
+        for i in range(1, 4 * BATCH):
+            serve_one(app, i)
+        elapsed = time.perf_counter() - started
+        assert wideevents.stats()["queued"] == 4 * BATCH - 1  # kept for the worker
+        assert elapsed < 5.0  # the stuck sink holds the worker for 10 s
+    finally:
+        sink.release.set()
     wideevents.flush()
     assert len(sink.events) == 4 * BATCH
+
+
+def test_no_app_thread_drains_into_a_mix_of_sinks_or_with_hooks_or_after_shutdown(
+    slow_worker: None,
+) -> None:
+    def queued_after_a_batch_of_responses() -> int:
+        app = make_app()
+        for i in range(BATCH):
+            serve_one(app, i)
+        return wideevents.stats()["queued"]
+
+    wideevents.configure("svc", sinks=[ThreadsSink(), MayBlockSink()], flush_interval=60)
+    assert queued_after_a_batch_of_responses() == BATCH
+    hooked = wideevents.Redaction(hooks=[lambda key, value, fields: value])
+    wideevents.configure("svc", sinks=[ThreadsSink()], redact=hooked, flush_interval=60)
+    assert queued_after_a_batch_of_responses() == BATCH
+    sink = ThreadsSink()
+    wideevents.configure("svc", sinks=[sink], flush_interval=60)
+    assert queued_after_a_batch_of_responses() == 0  # the same, allowed: drained here
+    pipeline = wideevents._client.DEFAULT._pipeline
+    assert pipeline is not None
+    pipeline.shutdown()
+    for i in range(BATCH):
+        with wideevents.event("late", i=i):
+            pass
+    pipeline.after_response()
+    assert len(pipeline.queue) == BATCH and len(sink.events) == BATCH
+
+
+def test_a_signal_in_the_drain_puts_the_events_back(slow_worker: None) -> None:
+    raised = []
+
+    def interrupt_once(value: Any) -> bool:
+        if not raised:
+            raised.append(True)
+            raise KeyboardInterrupt  # as gunicorn's SIGQUIT handler raises SystemExit
+        return True
+
+    sink = ThreadsSink()
+    rules = [wideevents.sampling.where("user.id", interrupt_once)]
+    wideevents.configure("svc", sinks=[sink], sample=rules, flush_interval=60)
+    app = make_app()
+    for i in range(BATCH - 1):
+        serve_one(app, i)
+    with pytest.raises(KeyboardInterrupt):
+        serve_one(app, BATCH - 1)
+    assert wideevents.stats()["queued"] == BATCH  # none lost, none counted as sent
+    wideevents.flush()
+    assert sorted(e["user.id"] for e in sink.events) == list(range(BATCH))
 
 
 def test_which_sinks_may_be_called_from_an_app_thread(tmp_path: Path) -> None:
@@ -161,51 +216,72 @@ def test_which_sinks_may_be_called_from_an_app_thread(tmp_path: Path) -> None:
     assert DuckDBSink(tmp_path / "ev.duckdb", ingest_interval=0).inline_safe
     assert not Sink.inline_safe
 
+    class Uploading(MemorySink):
+        def export(self, batch: Batch) -> None:  # say, an HTTP call
+            super().export(batch)
 
-def test_a_scheduled_flush_with_events_flowing_opens_the_next_segment(tmp_path: Path) -> None:
+    class Shipping(JsonLinesSink):
+        def export(self, batch: Batch) -> None:
+            super().export(batch)
+
+    assert MemorySink.inline_safe and not Uploading().inline_safe
+    assert not Shipping(tmp_path / "other.jsonl").inline_safe
+
+
+def test_an_app_thread_only_ever_appends_to_a_segment_the_worker_opened(tmp_path: Path) -> None:
     sink = DuckDBSink(tmp_path / "ev.duckdb", ingest_interval=0)
+    sink.writer.segment_bytes = 200  # ten lines
     spool = sink.paths.spool
-    batch = Batch([{"name": "a", "i": 1}], [b'{"name":"a","i":1}\n'])
+    line = b'{"name":"a","i":1}\n'
+    batch = Batch([{"name": "a", "i": 1}], [line])
 
-    def open_segments() -> list[Path]:
-        return list(spool.glob("*.jsonl.open"))
+    def files(suffix: str) -> list[Path]:
+        return sorted(spool.glob("*" + suffix))
 
     def on_worker(func: Any) -> None:
         t = threading.Thread(target=func, name="wideevents-worker")
         t.start()
         t.join()
 
-    sink.export(batch)
-    sink.flush()  # an explicit flush (the app's thread): seals, opens nothing
-    assert len(list(spool.glob("*.jsonl"))) == 1
-    assert not open_segments()
-    sink.export(batch)
-    on_worker(sink.flush)  # the worker's flush, events flowing: the next segment is opened
-    assert len(list(spool.glob("*.jsonl"))) == 2
-    [prepared] = open_segments()
-    sink.export(batch)  # an app thread's export appends to it
-    assert prepared.stat().st_size == len(batch.lines[0])
+    assert not sink.inline_ready()  # no segment yet: the worker writes first
+    on_worker(lambda: sink.export(batch))
+    assert sink.inline_ready()
+    sink.export(batch)  # an app thread appends
+    on_worker(sink.flush)  # the worker seals what was written and opens the next segment
+    assert len(files(".jsonl")) == 1
+    [prepared] = files(".jsonl.open")
+    for _ in range(20):  # past the segment's size: an app thread still only appends ...
+        sink.export(batch)
+    assert files(".jsonl.open") == [prepared] and len(files(".jsonl")) == 1
+    assert not sink.inline_ready()  # ... and the pipeline leaves the next batch to the worker
     on_worker(sink.flush)
-    [prepared] = open_segments()
-    on_worker(sink.flush)  # idle: the empty segment is removed and none is opened
-    assert not open_segments()
-    assert len(list(spool.glob("*.jsonl"))) == 3
+    assert len(files(".jsonl")) == 2
+    assert sink.inline_ready()
+    on_worker(sink.flush)  # idle: the empty segment stays open for the next events
+    assert len(files(".jsonl.open")) == 1 and len(files(".jsonl")) == 2
+    sink.flush()  # an explicit flush seals everything and opens nothing
+    assert not files(".jsonl.open")
     sink.shutdown()
 
 
 def test_django_exports_a_waiting_batch_when_it_has_sent_a_response(
     slow_worker: None,
 ) -> None:
+    from django.core.handlers.asgi import ASGIHandler
+    from django.core.handlers.wsgi import WSGIHandler
     from django.core.signals import request_finished
 
-    import wideevents.integrations.django  # connects to request_finished
+    from wideevents.integrations.django import _after_response
 
     sink = ThreadsSink()
     wideevents.configure("svc", sinks=[sink], flush_interval=60)
     for i in range(BATCH):
         with wideevents.event("GET /x", i=i):
             pass
+    # Under ASGI the thread that closes responses is shared: it does not drain.
+    request_finished.send_robust(sender=ASGIHandler)  # other receivers need settings
     assert "MainThread" not in sink.threads
-    request_finished.send_robust(sender=None)  # other receivers need settings: not ours
-    assert sink.threads.count("MainThread") == 1
+    results = dict(request_finished.send_robust(sender=WSGIHandler))
+    assert results[_after_response] is None  # ours ran and raised nothing
+    assert sink.threads == ["MainThread"]
     assert len(sink.events) == BATCH

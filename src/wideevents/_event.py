@@ -2,7 +2,8 @@
 
 Everything here runs on the caller's thread, so it does the least it can: two clock reads,
 a contextvar set/reset and an append to the pipeline's queue. Ids stay integers and the
-record is built, sampled, redacted and serialized later, on the pipeline's worker.
+record is built, sampled, redacted and serialized later, off the caller's path: on the
+pipeline's worker, or by an HTTP integration once the response has gone out.
 """
 
 from __future__ import annotations

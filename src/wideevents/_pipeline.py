@@ -119,7 +119,13 @@ class Pipeline:
         self._poll = min(_POLL, self.flush_interval)
         self._idle_poll = min(_IDLE_POLL, self.flush_interval)
         self._names: dict[str, str] = {}
-        self.inline = bool(self.sinks) and all(s.inline_safe for s in self.sinks)
+        # An app thread may drain the queue (after_response) only into sinks that never
+        # block, and runs no redaction hook of the app's (those may do anything).
+        self.inline = (
+            bool(self.sinks)
+            and all(s.inline_safe for s in self.sinks)
+            and (self.redactor is None or not self.redactor.has_hooks)
+        )
         self._clock = _Clock()
         self._reset_runtime()
         self.submitted = 0  # taken from the queue by the worker
@@ -168,17 +174,33 @@ class Pipeline:
                 self.dropped += 1
 
     def after_response(self) -> None:
-        """From an app thread whose response has gone out: encode and export what is queued
-        here, once a batch's worth waits and every sink is ``inline_safe``. Never waits: when
-        the worker (or a flush) is at it, this returns at once."""
-        if not self.inline or len(self.queue) < _INLINE_BATCH:
+        """From an app thread whose response has gone out: encode and export one batch of
+        what is queued, here, once :data:`_INLINE_BATCH` events wait, every sink is
+        ``inline_safe`` and ready (``Sink.inline_ready``) and no redaction hook is set.
+        Never waits: when the worker or a flush holds the pipeline, this returns at once.
+        """
+        q = self.queue
+        if not self.inline or len(q) < _INLINE_BATCH:
             return
         if not self._work.acquire(blocking=False):
             return
         try:
+            if self._stop or not all(s.inline_ready() for s in self.sinks):
+                return  # shut down, or a sink wants its worker first (no segment open)
             self._inline_at = time.monotonic()
-            self._drain()
-        except Exception as exc:  # pragma: no cover - _drain guards its parts
+            n = min(len(q), _BATCH)  # one batch: other threads keep appending meanwhile
+            events = [q.popleft() for _ in range(n)]
+            try:
+                batch = self._encode(events)
+            except BaseException:
+                # A signal's exception (gunicorn's SystemExit) on this thread: the events go
+                # back to the queue, for the exit's flush.
+                q.extendleft(reversed(events))
+                raise
+            self.submitted += n
+            if batch is not None:
+                self._export(batch)
+        except Exception as exc:  # pragma: no cover - _encode and _export guard their parts
             _internal.report("worker", exc, reraise=False)
         finally:
             self._work.release()
@@ -421,7 +443,7 @@ class Pipeline:
 
     def shutdown(self, timeout: float | None = 5.0) -> None:
         """Flush, stop the worker and shut the sinks down; later events are not kept."""
-        self._stop = True
+        self._stop = True  # before the flush takes the pipeline: no app thread drains after it
         if self._atexit_registered:  # or a replaced pipeline would live until exit
             atexit.unregister(self._at_exit)
             self._atexit_registered = False

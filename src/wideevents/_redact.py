@@ -115,7 +115,8 @@ def _globber(patterns: Sequence[str]) -> Callable[[str], bool]:
 
 
 class Redactor:
-    """Applies a :class:`Redaction` to batches of events (on the worker thread only)."""
+    """Applies a :class:`Redaction` to batches of events, under the pipeline's lock (on its
+    worker, or on an app thread right after a response when no hook is set)."""
 
     def __init__(self, config: Redaction) -> None:
         self.config = config
@@ -139,6 +140,10 @@ class Redactor:
         self._clean: set[Any] = {REDACTED, None, True, False}
         self._seen_once: set[Any] = set()
         self._hash_cache: dict[str, str] = {}
+
+    @property
+    def has_hooks(self) -> bool:
+        return bool(self._hooks)
 
     # -- per key -------------------------------------------------------------------------
 

@@ -39,10 +39,19 @@ _configured = threading.Lock()
 _done = False
 
 
-def _after_response(**_: Any) -> None:
+_DRAINS: dict[Any, bool] = {}  # per handler class: whether its thread may drain the queue
+
+
+def _after_response(sender: Any = None, **_: Any) -> None:
     try:
+        drains = _DRAINS.get(sender)
+        if drains is None:
+            # Under ASGI, Django closes responses on the one thread its sync code shares:
+            # draining there would hold up other requests. WSGI servers give each its own.
+            mro = getattr(sender, "__mro__", ())
+            drains = _DRAINS[sender] = not any(c.__name__ == "ASGIHandler" for c in mro)
         pipeline = _DEFAULT._pipeline
-        if pipeline is not None:
+        if drains and pipeline is not None:
             pipeline.after_response()
     except Exception as exc:  # pragma: no cover - after_response guards its parts
         _internal.report("django", exc)

@@ -24,7 +24,8 @@ class Batch:
 class Sink:
     """The interface of a destination for events.
 
-    * ``export(batch)`` takes a batch; called on the worker thread, one call at a time.
+    * ``export(batch)`` takes a batch; called on the worker thread (see below), one call at
+      a time.
     * ``flush(timeout)`` pushes what is buffered to its destination; True when done in time.
     * ``shutdown(timeout)`` flushes and releases resources; later exports are ignored.
 
@@ -36,6 +37,17 @@ class Sink:
     """
 
     inline_safe: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass with an export of its own says for itself whether it may block.
+        if "export" in cls.__dict__ and "inline_safe" not in cls.__dict__:
+            cls.inline_safe = False
+
+    def inline_ready(self) -> bool:
+        """Whether an app thread may export now (an ``inline_safe`` sink may want its
+        worker first, as the DuckDB sink does when no spool segment is open)."""
+        return True
 
     def export(self, batch: Batch) -> None:
         raise NotImplementedError

@@ -60,13 +60,20 @@ class DuckDBSink(Sink):
         return str(self.paths.db)
 
     def export(self, batch: Batch) -> None:
-        self.writer.write(batch.lines, batch.records)
+        # On an app thread (inline_safe) only append: sealing is left to the worker.
+        self.writer.write(batch.lines, batch.records, roll=_on_worker())
+
+    def inline_ready(self) -> bool:
+        return self.writer.ready()
 
     def flush(self, timeout: float | None = None) -> bool:
-        sealed = self.writer.seal()
-        if threading.current_thread().name != "wideevents-worker":
-            return True  # an explicit flush(): never open files or start processes for it
-        if sealed:  # events flow: open the next segment here, so an app thread only appends
+        if not _on_worker():
+            self.writer.seal()  # an explicit flush(): no file opened, no process started
+            return True
+        if self.writer.has_lines:
+            self.writer.seal()
+            # Events flow: the next segment is opened here, so that an app thread's export
+            # only appends. Idle, an empty one stays open until events come or shutdown.
             self.writer.prepare()
         if self.ingest_interval > 0:
             self._maybe_ingest()
@@ -141,6 +148,10 @@ class DuckDBSink(Sink):
                 proc.returncode = 0
         self._ingester = None
         _DETACHED.clear()
+
+
+def _on_worker() -> bool:
+    return threading.current_thread().name == "wideevents-worker"
 
 
 def from_spec(arg: str) -> DuckDBSink:

@@ -43,8 +43,9 @@ def _host() -> str:
 
 
 class SpoolWriter:
-    """Appends batches of lines to this process's current segment; not thread-safe
-    (the pipeline calls it from its worker only)."""
+    """Appends batches of lines to this process's current segment; not thread-safe (the
+    pipeline calls it under its lock: from its worker, or from an app thread right after a
+    response, which only ever appends to an open segment)."""
 
     def __init__(self, paths: StorePaths, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.paths = paths
@@ -68,46 +69,69 @@ class SpoolWriter:
         self._fd, self._path, self._size = fd, path, 0
         return fd
 
-    def write(self, lines: list[bytes], records: list[dict[str, Any]] | None = None) -> None:
+    def write(
+        self,
+        lines: list[bytes],
+        records: list[dict[str, Any]] | None = None,
+        *,
+        roll: bool = True,
+    ) -> None:
         """Append whole lines; on failure count them as lost and leave no partial line.
 
-        *records* are the same events as dicts, for the segment's types sidecar.
+        *records* are the same events as dicts, for the segment's types sidecar. ``roll``:
+        seal the segment when it has outgrown its size or a write failed (an app thread
+        passes False: the worker's next flush seals it instead).
         """
         if not lines:
             return
         data = b"".join(lines)
+        start = self._size  # 0 when no segment is open: _open starts one at 0
         try:
             fd = self._fd if self._fd is not None else self._open()
+            # Types first: a signal's exception between the two never leaves lines on disk
+            # that the sidecar does not describe.
+            if records is None:
+                self._untyped = True
+            else:
+                add = self._signatures.add
+                for r in records:  # one (keys, types) pair per shape of event: a handful
+                    add((tuple(r), tuple(map(type, r.values()))))
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view) :]
+                n = os.write(fd, view)
+                self._size += n  # counted as it lands, so a seal never drops written lines
+                view = view[n:]
         except OSError as exc:
             self.lines_lost += len(lines)
             _internal.STATS["events_lost"] += len(lines)
-            self._abandon_partial()
+            if self._fd is not None:
+                self._size = start
+                self._abandon_partial(seal=roll)
             _internal.report("store_write", exc, reraise=False)
             return
-        self._size += len(data)
-        if records is None:
-            self._untyped = True
-        else:
-            add = self._signatures.add
-            for r in records:  # one (keys, types) pair per shape of event: a handful per batch
-                add((tuple(r), tuple(map(type, r.values()))))
-        if self._size >= self.segment_bytes:
+        if roll and self._size >= self.segment_bytes:
             self.seal()
 
-    def _abandon_partial(self) -> None:
-        # Cut the segment back to the last complete batch, then seal it: the next batch starts
+    @property
+    def has_lines(self) -> bool:
+        return self._size > 0
+
+    def ready(self) -> bool:
+        """A segment is open with room: a write only appends (creates and seals nothing)."""
+        return self._fd is not None and self._size < self.segment_bytes
+
+    def _abandon_partial(self, *, seal: bool) -> None:
+        # Cut the segment back to the last complete batch and seal it: the next batch starts
         # a fresh segment (which is also how writing resumes once space is back).
-        fd, path = self._fd, self._path
-        if fd is None or path is None:
+        fd = self._fd
+        if fd is None:
             return
         try:
             os.ftruncate(fd, self._size)
         except OSError:
             pass  # the ingester skips a torn last line too
-        self.seal()
+        if seal:
+            self.seal()
 
     def seal(self) -> bool:
         """Close the current segment and make it visible to the ingester; True when it
