@@ -285,3 +285,28 @@ def test_django_exports_a_waiting_batch_when_it_has_sent_a_response(
     assert results[_after_response] is None  # ours ran and raised nothing
     assert sink.threads == ["MainThread"]
     assert len(sink.events) == BATCH
+
+
+def test_one_response_pays_for_at_most_a_few_batches(slow_worker: None) -> None:
+    sink = ThreadsSink()
+    wideevents.configure("svc", sinks=[sink], flush_interval=60)
+    for i in range(10 * BATCH):  # a backlog, as a worker that backed off leaves
+        with wideevents.event("job", i=i):
+            pass
+    pipeline = wideevents._client.DEFAULT._pipeline
+    assert pipeline is not None
+    pipeline.after_response()
+    assert len(sink.events) == _pipeline._INLINE_MAX
+    assert len(pipeline.queue) == 10 * BATCH - _pipeline._INLINE_MAX
+
+
+def test_a_segment_is_never_unlinked_while_it_holds_lines(tmp_path: Path) -> None:
+    # A signal's exception can land after a write's bytes and before they are counted.
+    sink = DuckDBSink(tmp_path / "ev.duckdb", ingest_interval=0)
+    line = b'{"name":"a","i":1}\n'
+    sink.export(Batch([{"name": "a", "i": 1}], [line]))
+    sink.writer._size = 0  # as if interrupted between os.write and the count
+    sink.flush()
+    [sealed] = sink.paths.spool.glob("*.jsonl")
+    assert sealed.read_bytes() == line
+    sink.shutdown()

@@ -9,11 +9,13 @@ before it has reached the sinks. After ``fork()`` the child starts with an empty
 a new worker on its first event.
 
 The HTTP integrations call :meth:`Pipeline.after_response` once a response has gone out.
-When :data:`_INLINE_BATCH` events wait and every sink is ``inline_safe``, that thread
-encodes and exports them itself, between two requests; the worker then only seals and
-flushes on its schedule. Under a server that runs one request at a time per process
-(gunicorn's sync workers) this costs less than waking a second thread 200 times a second
-and trading the GIL with it: in ``bench_http`` it halved the throughput the events cost.
+When :data:`_INLINE_BATCH` events wait, every sink is ``inline_safe`` and ready and no
+redaction hook is set, that thread encodes and exports up to :data:`_INLINE_MAX` of them
+itself, between two requests (sampling rules run there too); the worker then wakes every
+0.1 s for what is left, and seals and flushes on its schedule. Under a server that runs one
+request at a time per process (gunicorn's sync workers) this costs less than waking a second
+thread 200 times a second and trading the GIL with it: in ``bench_http`` it halved the
+throughput the events cost.
 """
 
 from __future__ import annotations
@@ -46,8 +48,10 @@ _BATCH = 4096
 _POLL = 0.005
 _IDLE_POLL = 0.1
 _OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC
-# An app thread that has just sent a response encodes the queue itself once this many wait.
+# An app thread that has just sent a response encodes the queue itself once this many wait,
+# at most _INLINE_MAX of them (so one response's thread never pays for a backlog).
 _INLINE_BATCH = 16
+_INLINE_MAX = 64
 
 _pipelines: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
@@ -188,13 +192,14 @@ class Pipeline:
             if self._stop or not all(s.inline_ready() for s in self.sinks):
                 return  # shut down, or a sink wants its worker first (no segment open)
             self._inline_at = time.monotonic()
-            n = min(len(q), _BATCH)  # one batch: other threads keep appending meanwhile
+            n = min(len(q), _INLINE_MAX)  # other threads keep appending meanwhile
             events = [q.popleft() for _ in range(n)]
             try:
                 batch = self._encode(events)
             except BaseException:
                 # A signal's exception (gunicorn's SystemExit) on this thread: the events go
-                # back to the queue, for the exit's flush.
+                # back to the queue, for the exit's flush. (One that lands inside the export
+                # below loses that batch: requeued, part of it could be written twice.)
                 q.extendleft(reversed(events))
                 raise
             self.submitted += n

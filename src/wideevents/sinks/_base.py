@@ -30,10 +30,11 @@ class Sink:
     * ``shutdown(timeout)`` flushes and releases resources; later exports are ignored.
 
     Whatever a sink raises is caught, counted under ``sink_errors`` in ``wideevents.stats()``
-    and logged once. Only ``export`` ever runs on an application's thread, and only when the
-    sink sets ``inline_safe``: an HTTP integration's thread may then export a batch itself
-    right after a response went out (still one call at a time). Set it only for an export
-    that never blocks: a buffered append to a local file, a bounded in-memory hand-off.
+    and logged once. Besides the worker, the thread of an explicit ``wideevents.flush()`` or
+    ``shutdown()`` (and at exit) runs these, under the same lock. And when a sink sets
+    ``inline_safe``, an HTTP integration's thread may call ``inline_ready()`` and then
+    ``export`` right after a response went out (still one call at a time). Set it only for
+    an export that never blocks: a buffered append to a local file, a bounded hand-off.
     """
 
     inline_safe: bool = False

@@ -1,7 +1,9 @@
 """The default sink: events into the embedded DuckDB store, without the app opening DuckDB.
 
 The app's worker appends JSON lines to its own spool segment (see ``wideevents.store.spool``)
-and seals it every flush interval. Every ``ingest_interval`` seconds, when 32 MiB of sealed
+and seals it every flush interval when it holds lines; an HTTP integration's thread may also
+append a batch right after a response, but only to a segment the worker opened (it never
+creates, seals or rolls one). Every ``ingest_interval`` seconds, when 32 MiB of sealed
 segments are waiting or the oldest is a minute old, and nobody holds the store, it starts a
 background ingester as a separate process (``wideevents.store.background``: one at a time;
 it exits at once if another process took the store meanwhile, and ingests at a lower CPU

@@ -121,15 +121,16 @@ class SpoolWriter:
         return self._fd is not None and self._size < self.segment_bytes
 
     def _abandon_partial(self, *, seal: bool) -> None:
-        # Cut the segment back to the last complete batch and seal it: the next batch starts
-        # a fresh segment (which is also how writing resumes once space is back).
+        # Cut the segment back to the last complete batch. On the worker, seal it too: the
+        # next batch starts a fresh segment (which is how writing resumes once space is back
+        # after a file-size limit); an app thread leaves that to the worker's next flush.
         fd = self._fd
         if fd is None:
             return
         try:
             os.ftruncate(fd, self._size)
         except OSError:
-            pass  # the ingester skips a torn last line too
+            seal = True  # the torn bytes must stay last: the ingester skips a torn last line
         if seal:
             self.seal()
 
@@ -142,6 +143,12 @@ class SpoolWriter:
         self._signatures, self._untyped = set(), False
         if fd is None or path is None:
             return False
+        try:
+            # The file's own size: a signal's exception can land between a write and the
+            # count of its bytes, and what is on disk must never be unlinked as empty.
+            size = max(size, os.fstat(fd).st_size)
+        except OSError:
+            pass
         try:
             os.close(fd)
         except OSError:
