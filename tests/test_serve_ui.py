@@ -72,7 +72,8 @@ def test_drag_a_box_on_the_heatmap_and_drill_down_to_a_trace(
     )
     page.goto(demo_server.url + "/" + view)
     page.wait_for_function("() => window.wideevents.heatmap !== null", timeout=30_000)
-    assert "2026.11.26-7be21d0" in page.locator("#results").inner_text()
+    # The results table and the heatmap load side by side: either may come first.
+    page.locator("#results").get_by_text("2026.11.26-7be21d0").first.wait_for(timeout=30_000)
     # The store's fields are offered in the group-by and heatmap inputs (numeric ones there).
     page.wait_for_function("() => document.querySelectorAll('#field-names option').length > 10")
     numeric = page.eval_on_selector_all("#numeric-fields option", "os => os.map(o => o.value)")
