@@ -862,8 +862,8 @@ def main(argv: list[str] | None = None) -> int:
         "--breakdown",
         action="store_true",
         help="three more variants that take wideevents' parts away: the ingester (ingester "
-        "off), the store (JSON lines to /dev/null), the worker's encoding (a queue of one: "
-        "nearly every event dropped at the queue, so the request thread's share alone)",
+        "off), the store (JSON lines to /dev/null), the encoding (a queue of one: nearly "
+        "every event dropped at the queue, so the request thread's share alone)",
     )
     parser.add_argument(
         "--ingest-off",
