@@ -310,3 +310,35 @@ def test_a_segment_is_never_unlinked_while_it_holds_lines(tmp_path: Path) -> Non
     [sealed] = sink.paths.spool.glob("*.jsonl")
     assert sealed.read_bytes() == line
     sink.shutdown()
+
+
+def test_torn_bytes_that_cannot_be_cut_are_left_to_the_ingester(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full mid-write and the truncate failing too: the segment is let go unsealed,
+    as a killed writer's, and the ingester keeps its whole lines only."""
+    from wideevents.store import spool
+    from wideevents.store.ingest import ingest_store
+
+    db = tmp_path / "ev.duckdb"
+    sink = DuckDBSink(db, ingest_interval=0)
+    good = Batch([{"name": "a", "i": 1}], [b'{"name":"a","i":1}\n'])
+    sink.export(good)
+    real_write = os.write
+
+    def half_then_full(fd: int, data: Any) -> int:
+        if len(data) > 8:
+            return real_write(fd, bytes(data[:8]))  # part of a line lands ...
+        raise OSError(28, "No space left on device")  # ... then the disk is full
+
+    def cannot_truncate(fd: int, size: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with monkeypatch.context() as m:
+        m.setattr(spool.os, "write", half_then_full)
+        m.setattr(spool.os, "ftruncate", cannot_truncate)
+        sink.export(Batch([{"name": "b", "i": 2}], [b'{"name":"b","i":2}\n']))
+    assert not list(sink.paths.spool.glob("*.jsonl"))  # nothing torn was sealed
+    assert ingest_store(db).rows == 1  # type: ignore[union-attr]
+    assert not list(sink.paths.spool.glob("*.jsonl*"))
+    sink.shutdown()

@@ -194,15 +194,16 @@ class Pipeline:
             self._inline_at = time.monotonic()
             n = min(len(q), _INLINE_MAX)  # other threads keep appending meanwhile
             events = [q.popleft() for _ in range(n)]
+            self.submitted += n
             try:
                 batch = self._encode(events)
             except BaseException:
                 # A signal's exception (gunicorn's SystemExit) on this thread: the events go
                 # back to the queue, for the exit's flush. (One that lands inside the export
                 # below loses that batch: requeued, part of it could be written twice.)
+                self.submitted -= n
                 q.extendleft(reversed(events))
                 raise
-            self.submitted += n
             if batch is not None:
                 self._export(batch)
         except Exception as exc:  # pragma: no cover - _encode and _export guard their parts

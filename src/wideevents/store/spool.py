@@ -130,7 +130,10 @@ class SpoolWriter:
         try:
             os.ftruncate(fd, self._size)
         except OSError:
-            seal = True  # the torn bytes must stay last: the ingester skips a torn last line
+            # Torn bytes that cannot be cut: let the segment go unsealed, as a killed writer
+            # would. The ingester claims it and cuts it back to its last whole line.
+            self._let_go()
+            return
         if seal:
             self.seal()
 
@@ -189,6 +192,9 @@ class SpoolWriter:
 
     def forget_after_fork(self) -> None:
         """In a forked child: the segment is the parent's; start a new one on the next write."""
+        self._let_go()
+
+    def _let_go(self) -> None:
         fd = self._fd
         self._fd, self._path, self._size = None, None, 0
         self._signatures, self._untyped = set(), False
