@@ -731,3 +731,69 @@ def test_odd_field_names_never_wedge_the_store(tmp_path: Path) -> None:
         pass
     wideevents.flush()
     assert ingest_store(db).rows == 1  # type: ignore[union-attr]
+
+
+def test_a_segment_being_created_is_not_claimed_but_a_dead_writers_empty_one_is(
+    tmp_path: Path,
+) -> None:
+    """Between a writer's create and its flock the new segment is empty and unlocked."""
+    db = tmp_path / "ev.duckdb"
+    spool = StorePaths.for_db(db).ensure_spool()
+    newborn = spool / "host-1-1-1.jsonl.open"
+    newborn.touch()  # created this instant; its writer has not locked it yet
+    dead = spool / "host-2-1-1.jsonl.open"
+    dead.touch()
+    old = time.time() - 2 * ingest_module.NEWBORN_SECONDS
+    os.utime(dead, (old, old))  # an empty segment left by a writer killed long ago
+    assert ingest_module.claim_abandoned(spool) == 1
+    assert newborn.exists() and not dead.exists()
+
+
+def test_an_abandoned_segment_that_cannot_be_claimed_does_not_stop_the_ingest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "ev.duckdb"
+    paths = StorePaths.for_db(db)
+    spool = paths.ensure_spool()
+    writer = SpoolWriter(paths)
+    writer.write([b'{"name":"a","i":1}\n'], [{"name": "a", "i": 1}])
+    writer.seal()
+    (spool / "host-2-1-1.jsonl.open").write_bytes(b'{"name":"b"}\n{"na')  # a dead writer's
+
+    def unreadable(f: Any, size: int) -> int:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ingest_module, "_last_line_end", unreadable)
+    assert ingest_store(db).rows == 1  # type: ignore[union-attr]
+    assert "could not claim" in capsys.readouterr().err
+    assert (spool / "host-2-1-1.jsonl.open").exists()  # left for a later run
+
+
+def test_a_segment_stays_locked_until_it_is_sealed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ingester claiming it half-sealed (sidecar written, not yet renamed) would find it."""
+    import fcntl
+
+    paths = StorePaths.for_db(tmp_path / "ev.duckdb")
+    writer = SpoolWriter(paths)
+    writer.write([b'{"name":"a"}\n'], [{"name": "a"}])
+    [segment] = paths.spool.glob("*.jsonl.open")
+    locked_while_sealing = []
+    write_types = SpoolWriter._write_types
+
+    def probing(path: Path, signatures: Any) -> None:
+        fd = os.open(segment, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked_while_sealing.append(False)
+        except BlockingIOError:
+            locked_while_sealing.append(True)
+        finally:
+            os.close(fd)
+        write_types(path, signatures)
+
+    monkeypatch.setattr(SpoolWriter, "_write_types", staticmethod(probing))
+    assert writer.seal()
+    assert locked_while_sealing == [True]
+    assert len(list(paths.spool.glob("*.jsonl"))) == 1

@@ -45,6 +45,7 @@ CONTENT_ERRORS = (duckdb.InvalidInputException, duckdb.ConversionException)
 BATCH_FILES = 512
 REWRITTEN_SUFFIX = ".rewritten"  # a segment's copy with its unreadable fields moved
 BATCH_BYTES = 256 << 20
+NEWBORN_SECONDS = 60.0  # an empty, unlocked open segment younger than this may be in creation
 
 
 @dataclass
@@ -123,9 +124,13 @@ def claim_abandoned(spool: Path) -> int:
 
     A writer holds an exclusive ``flock`` on its open segment for as long as it lives (the
     kernel drops it when the process dies, however it dies), so a segment we can lock has
-    no writer left; one we cannot is skipped, however long its writer has been quiet.
+    no writer left; one we cannot is skipped, however long its writer has been quiet. An
+    empty one younger than :data:`NEWBORN_SECONDS` is skipped too: its writer may be
+    between creating it and locking it. One that cannot be claimed (an I/O error) is left
+    for a later run and said on stderr; the sealed segments are still ingested.
     """
     claimed = 0
+    now = time.time()
     for entry in os.scandir(spool):
         if not entry.name.endswith(OPEN_SUFFIX):
             continue
@@ -140,6 +145,8 @@ def claim_abandoned(spool: Path) -> int:
                 continue  # its writer is alive
             with os.fdopen(os.dup(fd), "r+b") as f:
                 size = f.seek(0, os.SEEK_END)
+                if not size and now - os.fstat(fd).st_mtime < NEWBORN_SECONDS:
+                    continue  # perhaps not locked yet: a writer's segment being created
                 keep = _last_line_end(f, size)
                 if keep != size:
                     f.truncate(keep)
@@ -150,6 +157,9 @@ def claim_abandoned(spool: Path) -> int:
                 os.unlink(entry.path)
             claimed += 1
         except FileNotFoundError:
+            continue
+        except OSError as exc:
+            print(f"wideevents: could not claim {entry.path}: {exc}", file=sys.stderr)
             continue
         finally:
             os.close(fd)

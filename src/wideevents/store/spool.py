@@ -152,12 +152,10 @@ class SpoolWriter:
             size = max(size, os.fstat(fd).st_size)
         except OSError:
             pass
-        try:
-            os.close(fd)
-        except OSError:
-            pass
         base = path.name[: -len(OPEN_SUFFIX)]
         try:
+            # Sidecar and rename while the segment is still locked: an ingester never claims
+            # it half-sealed (the lock goes with the file, under its new name, until close).
             if not size:
                 os.unlink(path)
                 return False
@@ -166,6 +164,11 @@ class SpoolWriter:
             os.rename(path, path.with_name(base + SEALED_SUFFIX))
         except OSError as exc:
             _internal.report("store_write", exc, reraise=False)
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         return True
 
     def prepare(self) -> None:
