@@ -349,3 +349,34 @@ def test_finished_events_are_freed_without_the_garbage_collector() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_the_clock_offset_survives_a_preemption_between_its_two_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Timestamps are monotonic readings plus this offset: a thread preempted between the
+    wall and the monotonic read would shift a whole batch by the time it was away."""
+    from wideevents import _event
+
+    # A simulated machine: the wall clock runs 900 s ahead of the monotonic one, every read
+    # takes 0.1 us, and the thread is preempted for 5 ms right after its first wall read.
+    now = [100.0]
+    preempted = []
+
+    def perf() -> float:
+        now[0] += 1e-7
+        return now[0]
+
+    def wall() -> float:
+        now[0] += 1e-7
+        at = now[0] + 900.0
+        if not preempted:
+            preempted.append(True)
+            now[0] += 0.005
+        return at
+
+    with monkeypatch.context() as m:
+        m.setattr(time, "perf_counter", perf)
+        m.setattr(time, "time", wall)
+        offset = _event.clock_offset()
+    assert abs(offset - 900.0) < 1e-6

@@ -42,6 +42,24 @@ os.register_at_fork(after_in_child=_rng.seed)
 
 _clock = time.perf_counter
 
+
+def clock_offset() -> float:
+    """``time.time() - time.perf_counter()``, read so that a preemption between the two
+    reads cannot skew it: the wall clock is read between two monotonic reads, and the
+    tightest of a few tries wins (its midpoint is the monotonic time of the wall read)."""
+    perf, wall = time.perf_counter, time.time  # the real clocks, even under simulated_clock()
+    best_width, best = float("inf"), 0.0
+    for _ in range(5):
+        a = perf()
+        w = wall()
+        b = perf()
+        if b - a < best_width:
+            best_width, best = b - a, w - (a + b) / 2
+            if best_width < 2e-6:
+                break
+    return best
+
+
 # Set by wideevents.otel.join_otel_traces(): a root event looks for an active OpenTelemetry
 # span to join. Off by default, so apps without OTel pay nothing for it.
 _otel_parent: Callable[[], tuple[int, int] | None] | None = None

@@ -33,6 +33,7 @@ import orjson
 
 from . import _internal
 from ._config import BUILTIN_RESOURCE
+from ._event import clock_offset
 from ._redact import Redactor
 from .sampling import decide
 from .sinks import Batch
@@ -101,7 +102,7 @@ class _Clock:
         self.sync()
 
     def sync(self) -> None:
-        self.offset = time.time() - time.perf_counter()
+        self.offset = clock_offset()
 
     def set_second(self, sec: int) -> None:
         self.sec = sec

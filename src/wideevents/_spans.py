@@ -17,12 +17,11 @@ a request recorded by the SDK are queried with the same fields.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ._event import Event, Submitter
+from ._event import Event, Submitter, clock_offset
 
 # Deprecated HTTP attribute -> its stable name (OpenTelemetry's HTTP migration guide).
 STABLE_HTTP = {
@@ -60,8 +59,8 @@ def span_event(
 ) -> Event:
     """An ended :class:`Event` for one span, ready for ``submitter.submit()``.
 
-    *offset* is ``time.time() - time.perf_counter()`` (the pipeline keeps times on the
-    monotonic clock); pass one per batch of spans, or leave it to be read here.
+    *offset* is ``clock_offset()``, the wall clock less the monotonic one (the pipeline keeps
+    times on the monotonic clock); pass one per batch of spans, or leave it to be read here.
     """
     fields: dict[str, Any] = {**resource, **attributes} if resource else dict(attributes)
     if "http.method" in fields or "http.status_code" in fields:
@@ -89,7 +88,7 @@ def span_event(
     event.span_id = span_id
     event.parent_id = parent_id
     if offset is None:
-        offset = time.time() - time.perf_counter()
+        offset = clock_offset()
     event._t0 = start_ns / 1e9 - offset
     event._t1 = max(end_ns, start_ns) / 1e9 - offset
     event._root = None  # a root of its own

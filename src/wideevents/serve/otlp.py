@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import os
 import threading
-import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import orjson
 
 from .._config import Config
-from .._event import Event
+from .._event import Event, clock_offset
 from .._pipeline import Pipeline
 from .._redact import Redaction
 from .._spans import span_event
@@ -240,7 +239,7 @@ class Receiver:
         events: list[Event] = []
         rejected = 0
         why = ""
-        offset = time.time() - time.perf_counter()
+        offset = clock_offset()
         pipeline = self.pipeline
         error_code = Status.STATUS_CODE_ERROR
         for rs in request.resource_spans:
