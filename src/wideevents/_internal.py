@@ -21,6 +21,13 @@ PENDING: list[BaseException] = []
 _logged: set[tuple[str, type[BaseException]]] = set()
 _lock = threading.Lock()
 
+WORKER_THREAD = "wideevents-worker"  # the pipeline's worker thread's name
+
+
+def on_worker() -> bool:
+    """Whether this is the pipeline's worker (a sink starts files and processes only there)."""
+    return threading.current_thread().name == WORKER_THREAD
+
 
 def raise_internal() -> bool:
     """True when internal errors must surface (the project's own test suite)."""

@@ -193,20 +193,7 @@ class Pipeline:
             if self._stop or not all(s.inline_ready() for s in self.sinks):
                 return  # shut down, or a sink wants its worker first (no segment open)
             self._inline_at = time.monotonic()
-            n = min(len(q), _INLINE_MAX)  # other threads keep appending meanwhile
-            events = [q.popleft() for _ in range(n)]
-            self.submitted += n
-            try:
-                batch = self._encode(events)
-            except BaseException:
-                # A signal's exception (gunicorn's SystemExit) on this thread: the events go
-                # back to the queue, for the exit's flush. (One that lands inside the export
-                # below loses that batch: requeued, part of it could be written twice.)
-                self.submitted -= n
-                q.extendleft(reversed(events))
-                raise
-            if batch is not None:
-                self._export(batch)
+            self._drain(_INLINE_MAX)  # other threads keep appending meanwhile
         except Exception as exc:  # pragma: no cover - _encode and _export guard their parts
             _internal.report("worker", exc, reraise=False)
         finally:
@@ -233,7 +220,7 @@ class Pipeline:
         with self._drop_lock:
             if self._thread is not None or self._stop:
                 return
-            t = threading.Thread(target=self._run, name="wideevents-worker", daemon=True)
+            t = threading.Thread(target=self._run, name=_internal.WORKER_THREAD, daemon=True)
             self._thread = t
         if not self._atexit_registered:
             self._atexit_registered = True
@@ -262,17 +249,27 @@ class Pipeline:
                 finally:
                     self._work.release()
 
-    def _drain(self) -> int:
-        """Encode and export what is queued; returns how many events were taken."""
+    def _drain(self, limit: int | None = None) -> int:
+        """Encode and export what is queued (at most *limit* events); returns how many
+        events were taken."""
         q = self.queue
         taken = 0
-        while q:
-            n = min(len(q), _BATCH)
+        while q and (limit is None or taken < limit):
+            n = min(len(q), _BATCH if limit is None else min(_BATCH, limit - taken))
             pop = q.popleft
             events = [pop() for _ in range(n)]
             self.submitted += n
+            try:
+                batch = self._encode(events)
+            except BaseException:
+                # A signal's exception (gunicorn's SystemExit on a request thread): the
+                # events go back to the queue, for the exit's flush. (One that lands inside
+                # the export below loses that batch: requeued, part of it could be written
+                # twice.)
+                self.submitted -= n
+                q.extendleft(reversed(events))
+                raise
             taken += n
-            batch = self._encode(events)
             if batch is not None:
                 self._export(batch)
         return taken

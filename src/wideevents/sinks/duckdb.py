@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 
 from .. import _internal
@@ -63,13 +62,13 @@ class DuckDBSink(Sink):
 
     def export(self, batch: Batch) -> None:
         # On an app thread (inline_safe) only append: sealing is left to the worker.
-        self.writer.write(batch.lines, batch.records, roll=_on_worker())
+        self.writer.write(batch.lines, batch.records, roll=_internal.on_worker())
 
     def inline_ready(self) -> bool:
         return self.writer.ready()
 
     def flush(self, timeout: float | None = None) -> bool:
-        if not _on_worker():
+        if not _internal.on_worker():
             self.writer.seal()  # an explicit flush(): no file opened, no process started
             return True
         if self.writer.has_lines:
@@ -150,10 +149,6 @@ class DuckDBSink(Sink):
                 proc.returncode = 0
         self._ingester = None
         _DETACHED.clear()
-
-
-def _on_worker() -> bool:
-    return threading.current_thread().name == "wideevents-worker"
 
 
 def from_spec(arg: str) -> DuckDBSink:
