@@ -23,6 +23,8 @@ from wideevents.integrations.flask import WideEvents
 from wideevents.sinks import Batch, JsonLinesSink, MemorySink, Sink
 from wideevents.sinks.duckdb import DuckDBSink
 
+from .test_pipeline import BlockingSink
+
 BATCH = _pipeline._INLINE_BATCH
 
 
@@ -52,20 +54,10 @@ class MayBlockSink(Sink):
         self.count += len(batch)
 
 
-class StuckSink(ThreadsSink):
-    """Holds the worker inside export until released."""
+class StuckSink(BlockingSink):
+    """Holds the worker inside export until released; an app thread may export too."""
 
     inline_safe = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def export(self, batch: Batch) -> None:
-        self.entered.set()
-        self.release.wait(10)
-        super().export(batch)
 
 
 def make_app() -> Flask:

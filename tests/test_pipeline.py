@@ -199,23 +199,29 @@ def test_fork_children_get_their_own_worker(tmp_path: Path) -> None:
     assert len({r["span_id"] for r in records}) == len(records)  # fresh ids in every child
 
 
-def test_raw_fork_child_flushes_at_exit(tmp_path: Path) -> None:
-    path = tmp_path / "rawfork.jsonl"
-    wideevents.configure("svc", sinks=[JsonLinesSink(path)])
+def emit_in_a_forked_child(count: int = 1) -> int:
+    """After one "parent" event, fork with os.fork(): the child emits *count* "child"
+    events, flushes and leaves through os._exit. Returns the child's exit code."""
     with event("parent"):
         pass
     wideevents.flush()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
-            for i in range(50):
+            for i in range(count):
                 with event("child", i=i):
                     pass
             wideevents.flush()
         finally:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_raw_fork_child_flushes_at_exit(tmp_path: Path) -> None:
+    path = tmp_path / "rawfork.jsonl"
+    wideevents.configure("svc", sinks=[JsonLinesSink(path)])
+    assert emit_in_a_forked_child(50) == 0
     names = [json.loads(line)["name"] for line in path.read_text().splitlines()]
     assert names.count("child") == 50
     assert names.count("parent") == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from wideevents import DROP, ConfigError, Redaction, event
 from wideevents._patterns import VALUE_PATTERNS
 from wideevents._redact import Redactor
 from wideevents.sinks import JsonLinesSink, MemorySink
+
+from .test_pipeline import emit_in_a_forked_child
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0"
@@ -314,18 +315,7 @@ def test_a_forked_child_redacts_its_own_pid_like_the_parent(tmp_path: Path) -> N
         sinks=[JsonLinesSink(path)],
         redact=Redaction(hash_keys=["process.pid"], hash_secret="s" * 16),
     )
-    with event("parent"):
-        pass
-    wideevents.flush()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            with event("child"):
-                pass
-            wideevents.flush()
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+    assert emit_in_a_forked_child() == 0
     records = {r["name"]: r for r in map(json.loads, path.read_text().splitlines())}
     parent, child = records["parent"]["process.pid"], records["child"]["process.pid"]
     assert parent.startswith("hmac:") and child.startswith("hmac:") and parent != child
