@@ -13,24 +13,26 @@ served by gunicorn with 2 sync workers on loopback, in three variants:
 
 Each round starts every variant's gunicorn afresh, warms it up with wrk, then measures one
 wrk run (``-t2 -c8``, 10 s; ``--quick`` 3 s) and stops it with SIGTERM, so an idle variant
-never runs anything (an ingester, a span export) while another is measured. An ingester
-still running when its gunicorn stops is waited for. Rounds are interleaved and the order
-rotates from round to round; every figure is the median over rounds:
+never runs anything (an ingester, a span export) while another is measured. The background
+ingester stays between rounds, as it does beside a long-running app, but is paused
+(SIGSTOP) from the end of a wideevents round to the start of the next, so a run it was in
+the middle of goes on in a wideevents round. Rounds are interleaved and the order rotates
+from round to round; every figure is the median over rounds:
 
 * requests/s, p50 and p99 latency (wrk's own histogram, reported by a ``done()`` hook);
 * gunicorn CPU per request: user + system time of the master and both workers, from
   ``/proc/<pid>/stat`` across the measured run, divided by the requests wrk counted (the
   wideevents worker thread and the OTel export thread live in the workers, so they count);
 * side CPU per request: what runs beside the app for it, in other processes: the DuckDB
-  ingester the wideevents workers start (sampled every 0.1 s from ``/proc``), the OTLP
-  receiver for OTel. It is reported, not added to the gunicorn figure.
+  ingester (sampled every 0.1 s from ``/proc``), the OTLP receiver for OTel. It is
+  reported, not added to the gunicorn figure.
 
 Because the machine's speed drifts, each variant is also compared with ``plain`` round by
 round (runs within a minute of each other), and wideevents' p99 is split by whether an
-ingester ran during the run. The sink starts an ingester when the oldest waiting segment is
-a minute old (or 32 MiB wait), so in the full run most wideevents rounds see one, ingesting
-the previous round's events (close to the steady-state share); ``--quick`` rounds are too
-short and close together for one to start, so quick figures leave the ingester out.
+ingester ingested during the run. An ingest runs when the oldest waiting segment is a
+minute old or 32 MiB wait, so in the full run most wideevents rounds see one (close to the
+steady-state share); ``--quick`` rounds are too short and close together for one to
+start, so quick figures leave the ingester out.
 
 The machine has as many cores as there are workers, so wrk competes with them for CPU: its
 own CPU time (``getrusage`` of the child) and the machine's busy share (``/proc/stat``) are
@@ -70,7 +72,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -154,50 +156,77 @@ class MachineTicks(NamedTuple):
         return cls(busy, steal, busy + steal + idle + iowait)  # guest time is inside user
 
 
+def _is_ingester_of(pid: int, db: Path) -> bool:
+    """Whether *pid* is an ingester (``wideevents.store.background`` or ``.ingest``) of *db*."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    named = b"wideevents.store.background" in argv or b"wideevents.store.ingest" in argv
+    return named and str(db).encode() in argv
+
+
 def ingester_pids(db: Path) -> list[int]:
-    """Every running ingester (``wideevents.store.background`` or ``.ingest``) of *db*."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        named = b"wideevents.store.background" in argv or b"wideevents.store.ingest" in argv
-        if named and str(db).encode() in argv:
-            found.append(int(name))
-    return found
+    """Every running ingester of *db*."""
+    return [pid for pid in pids_above(0) if _is_ingester_of(pid, db)]
+
+
+def signal_ingesters(db: Path, sig: int) -> None:
+    for pid in ingester_pids(db):
+        with suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def stop_ingesters(db: Path, timeout: float = 300) -> None:
+    """Let the ingesters of *db* go on if paused, end them (SIGTERM) and wait until gone."""
+    signal_ingesters(db, signal.SIGCONT)
+    signal_ingesters(db, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while ingester_pids(db):
+        if time.monotonic() > deadline:
+            raise BenchError(f"an ingester of {db} outlived SIGTERM by {timeout:g} s")
+        time.sleep(0.05)
 
 
 class IngesterWatch:
-    """Samples the children of the gunicorn workers (the DuckDB ingester) every *period*
-    seconds while a measured run lasts: their CPU inside the window and how long they ran."""
+    """Samples the ingesters of *db* every *period* seconds while a measured run lasts: the
+    resident one and any started inside the window. Their CPU inside the window, how many
+    times one started ingesting (a sample in which it used CPU after one in which it did
+    not) and for how long (the sampled periods in which it used CPU)."""
 
-    def __init__(self, workers: list[int], period: float = 0.1) -> None:
-        self.workers = set(workers)
-        self.floor = min(workers)
+    def __init__(self, db: Path, period: float = 0.1) -> None:
+        self.db = db
         self.period = period
         self.base: dict[int, int] = {}  # ticks at the window's start (0: started inside)
         self.last: dict[int, int] = {}
-        self.seen: dict[int, list[float]] = {}  # pid -> [first seen, last seen]
+        self.others: set[int] = set()  # pids that are not ingesters of db
+        self.runs = 0
+        self.busy = 0.0  # seconds of the window during which an ingester was using CPU
+        self._was_busy = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingester-watch", daemon=True)
 
     def _sample(self, at_start: bool = False) -> None:
-        now = time.monotonic()
-        for pid in pids_above(self.floor):
-            if pid not in self.seen and ppid_of(pid) not in self.workers:
+        used = False
+        for pid in pids_above(0):
+            if pid in self.others:
+                continue
+            if pid not in self.last and not _is_ingester_of(pid, self.db):
+                self.others.add(pid)
                 continue
             ticks = cpu_ticks(pid)
             if ticks is None:
                 continue
-            if pid not in self.seen:
-                self.seen[pid] = [now, now]
+            if pid not in self.last:
                 self.base[pid] = ticks if at_start else 0
-            self.seen[pid][1] = now
+                self.last[pid] = self.base[pid]
+            used = used or ticks > self.last[pid]
             self.last[pid] = ticks
+        if used:
+            self.busy += self.period
+            self.runs += not self._was_busy
+        self._was_busy = used
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
@@ -213,17 +242,8 @@ class IngesterWatch:
         self._sample()
 
     @property
-    def runs(self) -> int:
-        return len(self.seen)
-
-    @property
     def cpu(self) -> float:
-        return sum(self.last[p] - self.base[p] for p in self.seen) / CLK_TCK
-
-    @property
-    def busy(self) -> float:
-        """Seconds of the window during which an ingester was running (sampled)."""
-        return sum(max(last - first, self.period) for first, last in self.seen.values())
+        return sum(self.last[p] - self.base[p] for p in self.last) / CLK_TCK
 
 
 # -- the processes -----------------------------------------------------------------------
@@ -444,7 +464,7 @@ class Round:
     steal: float  # share of all CPUs the hypervisor gave to someone else
     other_cpus: float  # CPUs busy beyond gunicorn, side and wrk (kernel, this script, others)
     ingester_runs: int = 0
-    ingester_busy: float = 0.0  # seconds of the run with an ingester alive
+    ingester_busy: float = 0.0  # seconds of the run with an ingester using CPU
     discarded: bool = False  # something outside the benchmark took CPU: run again
 
 
@@ -471,25 +491,15 @@ def wait_for_quiet(max_cpus: float, timeout: float = 900) -> float:
             return time.monotonic() - t0
 
 
-def wait_for_ingesters(db: Path, timeout: float = 300) -> float:
-    """Wait until no ingester of *db* runs and its lock is free; returns the seconds waited."""
-    t0 = time.monotonic()
-    while ingester_pids(db):
-        if time.monotonic() - t0 > timeout:
-            raise BenchError(f"an ingester of {db} ran for more than {timeout:g} s")
-        time.sleep(0.05)
-    with StorePaths.for_db(db).lock(exclusive=True, timeout=timeout):
-        pass
-    return time.monotonic() - t0
-
-
 def measure_round(
     variant: Variant, index: int, settings: Settings, receiver: Receiver | None
 ) -> Round:
+    if variant.db is not None:
+        signal_ingesters(variant.db, signal.SIGCONT)  # paused while other variants ran
     server = Server(variant)
     try:
         warm = run_wrk(server.url, settings.warmup, settings.connections, settings.threads)
-        watch = IngesterWatch(server.workers)
+        watch = IngesterWatch(variant.db or variant.folder)
         side0 = receiver.cpu_ticks() if receiver and variant.app == "otel" else 0
         m0 = MachineTicks.now()
         cpu0 = server.cpu_ticks()
@@ -501,8 +511,10 @@ def measure_round(
         side1 = receiver.cpu_ticks() if receiver and variant.app == "otel" else 0
     finally:
         server.stop()
-    if variant.db is not None:
-        wait_for_ingesters(variant.db)
+        if variant.db is not None:
+            # It stays, as it would beside a long-running app, but not at the other
+            # variants' expense: paused until this variant's next round.
+            signal_ingesters(variant.db, signal.SIGSTOP)
     os.sync()  # the spool's dirty pages are written back now, not during the next round
     per_request = 1e6 / run.requests
     gunicorn = (cpu1 - cpu0) / CLK_TCK
@@ -731,6 +743,7 @@ def store_counts(db: Path) -> tuple[int, int, dict[str, int]]:
 def check_store(variant: Variant, rounds: list[Round], connections: int) -> dict[str, Any]:
     """One event per request served, after SIGTERM and ``wideevents ingest``."""
     assert variant.db is not None
+    stop_ingesters(variant.db)
     spool_bytes = sum(p.stat().st_size for p in StorePaths.for_db(variant.db).spool.glob("*.jsonl"))
     ingested, ingest_cpu = cli_ingest(variant.db)
     events, distinct, names = store_counts(variant.db)
@@ -911,6 +924,10 @@ def main(argv: list[str] | None = None) -> int:
         except BenchError as exc:
             print(f"aborted, the measurement is invalid: {exc}", file=sys.stderr)
             return 2
+        finally:
+            for v in variants:
+                if v.db is not None:
+                    stop_ingesters(v.db)
 
     summaries = {
         v.name: Summary(v.name, [r for r in rounds if r.variant == v.name and not r.discarded])

@@ -14,14 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 import wideevents
 from wideevents import event
 from wideevents.sinks.duckdb import DuckDBSink
-from wideevents.store import background, schema
 from wideevents.store import ingest as ingest_module
+from wideevents.store import schema
 from wideevents.store.ingest import connect, ingest_store
 from wideevents.store.paths import StorePaths
 from wideevents.store.spool import SpoolWriter
@@ -451,88 +450,6 @@ def test_forked_workers_events_arrive(tmp_path: Path) -> None:
         'SELECT name, count(*), count(DISTINCT "process.pid") FROM events '
         "GROUP BY name ORDER BY name",
     ) == [("master", 1, 1), ("request", 900, 3)]
-
-
-def test_the_app_starts_an_ingester_process_on_its_own(tmp_path: Path) -> None:
-    db = tmp_path / "ev.duckdb"
-    sink = DuckDBSink(db, ingest_interval=0.01)
-    sink.ingest_age = 0.0  # do not wait for a big batch
-    wideevents.configure("svc", sinks=[sink], flush_interval=0.05)
-    with event("op"):
-        pass
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                if query(db, "SELECT count(*) FROM events") == [(1,)]:
-                    break
-            except duckdb.Error:
-                pass
-        time.sleep(0.1)
-    assert query(db, "SELECT count(*) FROM events") == [(1,)]
-
-
-def test_a_background_ingester_that_finds_the_store_busy_leaves_before_importing_duckdb(
-    tmp_path: Path,
-) -> None:
-    db = tmp_path / "ev.duckdb"
-    probe = (
-        "import sys; from wideevents.store.background import main; "
-        f"code = main(['--db', {str(db)!r}]); "
-        "print(code, 'duckdb' in sys.modules, __import__('os').nice(0))"
-    )
-    with StorePaths.for_db(db).lock(exclusive=True, timeout=1):
-        busy = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
-        )
-    assert busy.stdout.split() == ["0", "False", "0"], busy.stderr
-    free = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    # With the store free it ingests, with DuckDB, at a lower priority.
-    assert free.stdout.split() == ["0", "True", "10"], free.stderr
-    assert db.exists()
-
-
-def test_the_started_ingester_takes_the_lock_before_importing_anything_of_ours(
-    tmp_path: Path,
-) -> None:
-    db = tmp_path / "ev.duckdb"
-    paths = StorePaths.for_db(db)
-    argv = background.command(paths)
-    argv[1:1] = ["-X", "importtime"]  # every import, on stderr
-    with paths.lock(exclusive=True, timeout=1):
-        busy = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert busy.returncode == 0, busy.stderr
-    imported = [line.rsplit("|", 1)[-1].strip() for line in busy.stderr.splitlines()]
-    assert "fcntl" in imported
-    assert not [m for m in imported if m.startswith(("wideevents", "duckdb", "orjson"))]
-    free = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert free.returncode == 0, free.stderr
-    assert "duckdb" in [line.rsplit("|", 1)[-1].strip() for line in free.stderr.splitlines()]
-    assert db.exists()
-    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
-
-
-def test_the_app_starts_no_ingester_while_the_store_is_held(tmp_path: Path) -> None:
-    db = tmp_path / "ev.duckdb"
-    sink = DuckDBSink(db, ingest_interval=0.01)
-    sink.ingest_age = 0.0
-    paths = StorePaths.for_db(db)
-    with paths.lock(exclusive=True, timeout=1):
-        assert paths.is_locked()
-        wideevents.configure("svc", sinks=[sink], flush_interval=0.02)
-        with event("op"):
-            pass
-        time.sleep(0.5)  # many worker flushes, each asking whether to start one
-        assert sink._ingester is None
-    assert not paths.is_locked()
-    deadline = time.monotonic() + 30
-    proc = None
-    while proc is None and time.monotonic() < deadline:
-        proc = sink._ingester  # the worker forgets it once it has ended
-        time.sleep(0.001)
-    assert proc is not None, "no ingester once the store was free"
-    assert proc.wait(timeout=60) == 0
-    assert query(db, "SELECT count(*) FROM events") == [(1,)]
 
 
 def test_a_fork_waits_for_the_apps_lock_probe_to_end() -> None:

@@ -4,11 +4,11 @@ The app's worker appends JSON lines to its own spool segment (see ``wideevents.s
 and seals it every flush interval when it holds lines; an HTTP integration's thread may also
 append a batch right after a response, but only to a segment the worker opened (it never
 creates, seals or rolls one). Every ``ingest_interval`` seconds, when 32 MiB of sealed
-segments are waiting or the oldest is a minute old, and nobody holds the store, it starts a
-background ingester as a separate process (``wideevents.store.background``: one at a time;
-it exits at once if another process took the store meanwhile, and ingests at a lower CPU
-priority on one thread), so DuckDB's CPU, memory and file lock never land in the app's
-process.
+segments are waiting or the oldest is a minute old, and neither a background ingester nor
+anybody else holds the store, it starts a background ingester as a separate process
+(``wideevents.store.background``: one per store; it ingests at a lower CPU priority on one
+thread, then stays and ingests by the same rule until nothing has waited for a minute), so
+DuckDB's CPU, memory and file lock never land in the app's process.
 ``wideevents ingest --follow`` and every CLI query ingest too.
 """
 
@@ -22,10 +22,8 @@ import time
 from .. import _internal
 from ..store import background
 from ..store.paths import StorePaths, default_db_path
-from ..store.spool import SEALED_SUFFIX, SpoolWriter
+from ..store.spool import SpoolWriter
 from ._base import Batch, Sink
-
-INGEST_BYTES = 32 << 20  # about 40k wide events
 
 # Ingesters a sink let go of (at shutdown) while they still ran: they finish on their own, and
 # are reaped here (kept referenced, so dropping them raises no "still running" warning).
@@ -36,10 +34,12 @@ class DuckDBSink(Sink):
     """Events into the DuckDB file at *path* (default ``WIDEEVENTS_DB`` or
     ``./wideevents.duckdb``).
 
-    ``ingest_interval``: seconds between background ingester runs; 0 turns them off (run
-    ``wideevents ingest --follow`` instead). ``WIDEEVENTS_INGEST_INTERVAL`` sets the default;
-    ``WIDEEVENTS_INGEST_AGE`` (default 60) is how old the oldest waiting segment may get
-    before a run starts with less than 32 MiB waiting.
+    ``ingest_interval``: seconds between checks whether a background ingester run is due; 0
+    turns the background ingester off (run ``wideevents ingest --follow`` instead).
+    ``WIDEEVENTS_INGEST_INTERVAL`` sets the default (5); ``WIDEEVENTS_INGEST_AGE`` (default
+    60) is how old the oldest waiting segment may get before a run starts with less than
+    32 MiB waiting; ``WIDEEVENTS_INGEST_LINGER`` (default 60) is how long the ingester stays
+    once nothing waits (0: it leaves after each run).
     """
 
     def __init__(
@@ -50,7 +50,8 @@ class DuckDBSink(Sink):
         if ingest_interval is None:
             ingest_interval = float(os.environ.get("WIDEEVENTS_INGEST_INTERVAL", "5"))
         self.ingest_interval = ingest_interval
-        self.ingest_age = float(os.environ.get("WIDEEVENTS_INGEST_AGE", "60"))
+        self.ingest_age = float(os.environ.get("WIDEEVENTS_INGEST_AGE", background.AGE))
+        self.ingest_linger = float(os.environ.get("WIDEEVENTS_INGEST_LINGER", background.LINGER))
         self._last_ingest = time.monotonic()
         self._ingester: subprocess.Popen[bytes] | None = None
 
@@ -92,8 +93,10 @@ class DuckDBSink(Sink):
             return
         self._last_ingest = now
         try:
-            if not self._worth_ingesting() or self.paths.is_locked():
-                return  # nothing to do, or another process is at it (it takes ours too)
+            if not background.worth_ingesting(self.paths.spool, self.ingest_age):
+                return
+            if self.paths.ingester_running() or self.paths.is_locked():
+                return  # another process is at it, or will be: it takes ours too
             if not os.path.basename(sys.executable or "").startswith(("python", "pypy")):
                 # Embedded interpreters (uWSGI, mod_wsgi) have no python to start.
                 raise OSError(
@@ -106,8 +109,14 @@ class DuckDBSink(Sink):
                 0o600,
             )
             try:
+                argv = background.command(
+                    self.paths,
+                    interval=self.ingest_interval,
+                    age=self.ingest_age,
+                    linger=self.ingest_linger,
+                )
                 self._ingester = subprocess.Popen(
-                    background.command(self.paths),
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
@@ -120,22 +129,8 @@ class DuckDBSink(Sink):
             self.ingest_interval = 0.0  # logged once; do not try again every few seconds
             _internal.report("ingest_start", exc, reraise=False)
 
-    def _worth_ingesting(self) -> bool:
-        # Every ingest commits a partly filled row group that the next one rewrites: wait
-        # until a good batch is waiting, or until the oldest segment is a minute old.
-        waiting = 0
-        oldest = time.time()
-        for entry in os.scandir(self.paths.spool):
-            if entry.name.endswith(SEALED_SUFFIX):
-                st = entry.stat()
-                waiting += st.st_size
-                oldest = min(oldest, st.st_mtime)
-        if not waiting:
-            return False
-        return waiting >= INGEST_BYTES or time.time() - oldest >= self.ingest_age
-
     def shutdown(self, timeout: float | None = None) -> None:
-        # A running ingester finishes on its own (its own session, the store's lock).
+        # A running ingester finishes, and leaves, on its own (its own session and locks).
         self.writer.seal()
         proc, self._ingester = self._ingester, None
         if proc is not None and proc.poll() is None:

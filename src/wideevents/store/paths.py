@@ -6,7 +6,9 @@ For a database ``events.duckdb``:
 * ``events.duckdb.spool/`` — the spool folder (0700): ``*.jsonl.open`` segments being written,
   ``*.jsonl`` sealed segments waiting for the ingester, ``*.bad`` segments it could not read;
 * ``events.duckdb.spool/.lock`` — ``flock``: exclusive to open the database read-write,
-  shared to open it read-only.
+  shared to open it read-only;
+* ``events.duckdb.spool/.ingester`` — ``flock``: held by the background ingester for as long
+  as it runs, between its runs too (see ``wideevents.store.background``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class StorePaths:
     def lock_file(self) -> Path:
         return self.spool / ".lock"
 
+    @property
+    def ingester_lock(self) -> Path:
+        return self.spool / ".ingester"
+
     def ensure_spool(self) -> Path:
         """Create the spool folder owner-only (0700) if it is missing."""
         spool = self.spool
@@ -67,14 +73,23 @@ class StorePaths:
             os.chmod(spool, 0o700)  # mkdir's mode is filtered by the umask
         return spool
 
-    @contextlib.contextmanager
-    def lock(self, *, exclusive: bool, timeout: float | None) -> Iterator[bool]:
+    def lock(
+        self, *, exclusive: bool, timeout: float | None
+    ) -> contextlib.AbstractContextManager[bool]:
         """Hold the store lock. Yields False (without the lock) when ``timeout == 0`` and busy.
 
         ``timeout=None`` waits for ever; a positive timeout raises :class:`StoreLocked`.
         """
+        return self._flock(self.lock_file, exclusive=exclusive, timeout=timeout)
+
+    def hold_ingester_lock(self) -> contextlib.AbstractContextManager[bool]:
+        """Hold the ingester lock if it is free (yields False when another ingester runs)."""
+        return self._flock(self.ingester_lock, exclusive=True, timeout=0)
+
+    @contextlib.contextmanager
+    def _flock(self, file: Path, *, exclusive: bool, timeout: float | None) -> Iterator[bool]:
         self.ensure_spool()
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -107,7 +122,14 @@ class StorePaths:
         A ``fork()`` waits for a probe to end (see ``_PROBING``): a child that never execs
         would otherwise keep the probe's lock, and the store, for its whole life.
         """
-        with _PROBING, self.lock(exclusive=False, timeout=0) as held:
+        return self._probe(self.lock_file)
+
+    def ingester_running(self) -> bool:
+        """Whether a background ingester of this store is running (between runs too)."""
+        return self._probe(self.ingester_lock)
+
+    def _probe(self, file: Path) -> bool:
+        with _PROBING, self._flock(file, exclusive=False, timeout=0) as held:
             return not held
 
 
