@@ -14,9 +14,10 @@ served by gunicorn with 2 sync workers on loopback, in three variants:
 Each round starts every variant's gunicorn afresh, warms it up with wrk, then measures one
 wrk run (``-t2 -c8``, 10 s; ``--quick`` 3 s) and stops it with SIGTERM, so an idle variant
 never runs anything (an ingester, a span export) while another is measured. The background
-ingester stays between rounds, as it does beside a long-running app, but is paused
-(SIGSTOP) from the end of a wideevents round to the start of the next, so a run it was in
-the middle of goes on in a wideevents round. Rounds are interleaved and the order rotates
+ingester stays between rounds, as it does beside a long-running app, but runs only during
+measured runs: it is paused (SIGSTOP) from the end of one to the start of the next, and
+during warm-ups, so all of its work (but what is left after the last round) lands in the
+wideevents figures. Rounds are interleaved and the order rotates
 from round to round; every figure is the median over rounds:
 
 * requests/s, p50 and p99 latency (wrk's own histogram, reported by a ``done()`` hook);
@@ -30,7 +31,7 @@ from round to round; every figure is the median over rounds:
 Because the machine's speed drifts, each variant is also compared with ``plain`` round by
 round (runs within a minute of each other), and wideevents' p99 is split by whether an
 ingester ingested during the run. An ingest runs when the oldest waiting segment is a
-minute old or 32 MiB wait, so in the full run most wideevents rounds see one (close to the
+minute old or 64 MiB wait, so in the full run most wideevents rounds see one (close to the
 steady-state share); ``--quick`` rounds are too short and close together for one to
 start, so quick figures leave the ingester out.
 
@@ -195,9 +196,10 @@ class IngesterWatch:
     times one started ingesting (a sample in which it used CPU after one in which it did
     not) and for how long (the sampled periods in which it used CPU)."""
 
-    def __init__(self, db: Path, period: float = 0.1) -> None:
+    def __init__(self, db: Path, period: float = 0.1, *, freeze: bool = False) -> None:
         self.db = db
         self.period = period
+        self.freeze = freeze  # pause (SIGSTOP) every ingester seen, as soon as it is seen
         self.base: dict[int, int] = {}  # ticks at the window's start (0: started inside)
         self.last: dict[int, int] = {}
         self.others: set[int] = set()  # pids that are not ingesters of db
@@ -215,6 +217,9 @@ class IngesterWatch:
             if pid not in self.last and not _is_ingester_of(pid, self.db):
                 self.others.add(pid)
                 continue
+            if self.freeze:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
             ticks = cpu_ticks(pid)
             if ticks is None:
                 continue
@@ -494,27 +499,32 @@ def wait_for_quiet(max_cpus: float, timeout: float = 900) -> float:
 def measure_round(
     variant: Variant, index: int, settings: Settings, receiver: Receiver | None
 ) -> Round:
-    if variant.db is not None:
-        signal_ingesters(variant.db, signal.SIGCONT)  # paused while other variants ran
+    db = variant.db or variant.folder  # (no ingester in a folder without a store)
     server = Server(variant)
     try:
+        # The background ingester runs only inside measured runs: paused from the end of
+        # one to the start of the next, and paused if it starts during the warm-up.
+        freezer = IngesterWatch(db, freeze=True)
+        freezer.start()
         warm = run_wrk(server.url, settings.warmup, settings.connections, settings.threads)
-        watch = IngesterWatch(variant.db or variant.folder)
+        freezer.stop()
+        watch = IngesterWatch(db)
         side0 = receiver.cpu_ticks() if receiver and variant.app == "otel" else 0
         m0 = MachineTicks.now()
         cpu0 = server.cpu_ticks()
+        signal_ingesters(db, signal.SIGCONT)
         watch.start()
         run = run_wrk(server.url, settings.seconds, settings.connections, settings.threads)
+        signal_ingesters(db, signal.SIGSTOP)
         watch.stop()
         cpu1 = server.cpu_ticks()
         m1 = MachineTicks.now()
         side1 = receiver.cpu_ticks() if receiver and variant.app == "otel" else 0
     finally:
         server.stop()
-        if variant.db is not None:
-            # It stays, as it would beside a long-running app, but not at the other
-            # variants' expense: paused until this variant's next round.
-            signal_ingesters(variant.db, signal.SIGSTOP)
+        # It stays, as it would beside a long-running app, paused until this variant's next
+        # measured run (also one the app started after this run, at its last flushes).
+        signal_ingesters(db, signal.SIGSTOP)
     os.sync()  # the spool's dirty pages are written back now, not during the next round
     per_request = 1e6 / run.requests
     gunicorn = (cpu1 - cpu0) / CLK_TCK

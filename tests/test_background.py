@@ -284,3 +284,21 @@ def test_the_sink_probes_leave_no_lock_behind(tmp_path: Path, lock: str) -> None
     with paths.hold_ingester_lock() as held:
         assert held
         assert paths.ingester_running()
+
+
+def test_a_run_is_due_for_a_full_row_group_or_an_old_segment(tmp_path: Path) -> None:
+    spool = StorePaths.for_db(tmp_path / "ev.duckdb").ensure_spool()
+    assert not background.worth_ingesting(spool, age=60)  # nothing sealed
+    (spool / "a.jsonl.open").write_bytes(b"x" * background.INGEST_BYTES)  # still written
+    (spool / "b.bad").write_bytes(b"x" * background.INGEST_BYTES)  # set aside
+    assert not background.worth_ingesting(spool, age=60)
+    half = spool / "c.jsonl"
+    half.write_bytes(b"x" * (background.INGEST_BYTES // 2))
+    assert not background.worth_ingesting(spool, age=60)
+    now = time.time()
+    assert background.worth_ingesting(spool, age=60, now=now + 61)  # the oldest is old
+    rest = background.INGEST_BYTES - background.INGEST_BYTES // 2
+    (spool / "d.jsonl").write_bytes(b"x" * (rest - 1))
+    assert not background.worth_ingesting(spool, age=60)  # a byte short
+    (spool / "d.jsonl").write_bytes(b"x" * rest)
+    assert background.worth_ingesting(spool, age=60)  # a full batch waits

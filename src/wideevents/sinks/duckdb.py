@@ -3,7 +3,7 @@
 The app's worker appends JSON lines to its own spool segment (see ``wideevents.store.spool``)
 and seals it every flush interval when it holds lines; an HTTP integration's thread may also
 append a batch right after a response, but only to a segment the worker opened (it never
-creates, seals or rolls one). Every ``ingest_interval`` seconds, when 32 MiB of sealed
+creates, seals or rolls one). Every ``ingest_interval`` seconds, when 64 MiB of sealed
 segments are waiting or the oldest is a minute old, and neither a background ingester nor
 anybody else holds the store, it starts a background ingester as a separate process
 (``wideevents.store.background``: one per store; it ingests at a lower CPU priority on one
@@ -38,7 +38,7 @@ class DuckDBSink(Sink):
     turns the background ingester off (run ``wideevents ingest --follow`` instead).
     ``WIDEEVENTS_INGEST_INTERVAL`` sets the default (5); ``WIDEEVENTS_INGEST_AGE`` (default
     60) is how old the oldest waiting segment may get before a run starts with less than
-    32 MiB waiting; ``WIDEEVENTS_INGEST_LINGER`` (default 60) is how long the ingester stays
+    64 MiB waiting; ``WIDEEVENTS_INGEST_LINGER`` (default 60) is how long the ingester stays
     once nothing waits (0: it leaves after each run).
     """
 
