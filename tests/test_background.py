@@ -7,6 +7,7 @@ real locks and a real DuckDB file.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -56,6 +57,7 @@ def _app_sink(
     sink._last_ingest -= interval  # the first check at the first flush
     sink.ingest_age = 0.0  # do not wait for a big batch
     sink.ingest_linger = linger
+    sink.ingest_max_defer = 0.0  # the suite keeps the CPUs busy: never wait for a quiet host
     wideevents.configure("svc", sinks=[sink], flush_interval=flush_interval)
     return sink
 
@@ -302,3 +304,54 @@ def test_a_run_is_due_for_a_full_row_group_or_an_old_segment(tmp_path: Path) -> 
     assert not background.worth_ingesting(spool, age=60)  # a byte short
     (spool / "d.jsonl").write_bytes(b"x" * rest)
     assert background.worth_ingesting(spool, age=60)  # a full batch waits
+
+
+def test_a_due_run_waits_for_a_quiet_host_within_bounds() -> None:
+    wait = background.should_wait
+    assert wait(0.95, waited=10, backlog=1 << 20, max_defer=300)
+    assert not wait(0.50, waited=10, backlog=1 << 20, max_defer=300)  # quiet enough
+    assert not wait(None, waited=10, backlog=1 << 20, max_defer=300)  # cannot tell
+    assert not wait(0.95, waited=300, backlog=1 << 20, max_defer=300)  # waited long enough
+    assert not wait(0.95, waited=10, backlog=background.DEFER_BYTES, max_defer=300)
+    assert not wait(0.95, waited=0, backlog=0, max_defer=0)  # the app turned it off
+
+
+def _burn_every_cpu() -> list[subprocess.Popen[bytes]]:
+    code = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass"
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count() or 1)]
+
+
+def test_on_a_busy_host_a_due_run_waits_then_runs_at_its_bound(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    wideevents.configure("svc", sinks=[DuckDBSink(db, ingest_interval=0)], flush_interval=0.02)
+    _emit(3)
+    wideevents.shutdown()  # sealed: a run is due
+    paths = StorePaths.for_db(db)
+    argv = background.command(paths, interval=0.2, age=0, linger=30, max_defer=3)
+    burners = _burn_every_cpu()
+    proc = None
+    err = b""
+    try:
+        time.sleep(0.5)  # the burners own the CPUs
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
+        assert _until(lambda: _stored(db) == 3, timeout=30)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+        if proc is not None:
+            proc.terminate()
+            err = proc.communicate(timeout=10)[1]
+    waited = re.search(rb"ingesting on a busy host \(\d+% of the CPUs\) after (\d+) s", err)
+    assert waited is not None, err
+    assert 3 <= int(waited.group(1)) < 10
+
+
+def test_on_a_quiet_host_a_due_run_does_not_wait(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    wideevents.configure("svc", sinks=[DuckDBSink(db, ingest_interval=0)], flush_interval=0.02)
+    _emit(3)
+    wideevents.shutdown()
+    argv = background.command(StorePaths.for_db(db), interval=0.2, age=0, linger=0, max_defer=300)
+    assert subprocess.run(argv, timeout=60).returncode == 0  # it would wait five minutes
+    assert _stored(db) == 3

@@ -7,7 +7,8 @@ creates, seals or rolls one). Every ``ingest_interval`` seconds, when 64 MiB of 
 segments are waiting or the oldest is a minute old, and neither a background ingester nor
 anybody else holds the store, it starts a background ingester as a separate process
 (``wideevents.store.background``: one per store; it ingests at a lower CPU priority on one
-thread, then stays and ingests by the same rule until nothing has waited for a minute), so
+thread, then stays and ingests by the same rule, waiting for a quieter moment while the
+host's CPUs are busy, until nothing has waited for a minute), so
 DuckDB's CPU, memory and file lock never land in the app's process.
 ``wideevents ingest --follow`` and every CLI query ingest too.
 """
@@ -39,7 +40,9 @@ class DuckDBSink(Sink):
     ``WIDEEVENTS_INGEST_INTERVAL`` sets the default (5); ``WIDEEVENTS_INGEST_AGE`` (default
     60) is how old the oldest waiting segment may get before a run starts with less than
     64 MiB waiting; ``WIDEEVENTS_INGEST_LINGER`` (default 60) is how long the ingester stays
-    once nothing waits (0: it leaves after each run).
+    once nothing waits (0: it leaves after each run); ``WIDEEVENTS_INGEST_MAX_DEFER``
+    (default 300) is how long a due run may wait while the host's CPUs are more than 75%
+    busy (0: never).
     """
 
     def __init__(
@@ -52,6 +55,9 @@ class DuckDBSink(Sink):
         self.ingest_interval = ingest_interval
         self.ingest_age = float(os.environ.get("WIDEEVENTS_INGEST_AGE", background.AGE))
         self.ingest_linger = float(os.environ.get("WIDEEVENTS_INGEST_LINGER", background.LINGER))
+        self.ingest_max_defer = float(
+            os.environ.get("WIDEEVENTS_INGEST_MAX_DEFER", background.MAX_DEFER)
+        )
         self._last_ingest = time.monotonic()
         self._ingester: subprocess.Popen[bytes] | None = None
 
@@ -114,6 +120,7 @@ class DuckDBSink(Sink):
                     interval=self.ingest_interval,
                     age=self.ingest_age,
                     linger=self.ingest_linger,
+                    max_defer=self.ingest_max_defer,
                 )
                 self._ingester = subprocess.Popen(
                     argv,

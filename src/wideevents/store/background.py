@@ -11,7 +11,10 @@ priority (nice 10) before importing anything else, ingests at once, and then sta
 uses says so (:func:`worth_ingesting`), taking the store lock only for each run so that
 queries get their turn. It leaves when the spool has had nothing waiting for ``linger``
 seconds, or when the store's folder is gone. Staying saves every run after the first the
-~0.2 s of CPU that importing DuckDB and wideevents costs.
+~0.2 s of CPU that importing DuckDB and wideevents costs. Started by an app, a run that
+falls due while the host's CPUs are busy waits for a quieter moment (:func:`should_wait`),
+up to five minutes or 256 MiB waiting: an ingest run slows the app's requests on a busy
+host, even at the lowest priority, because it shares the CPUs' caches with them.
 
 ``python -m wideevents.store.background --db PATH`` ingests once from a shell (``--linger
 SECONDS`` to stay).
@@ -34,9 +37,12 @@ NICENESS = 10
 # leaves a partly filled row group makes the next run rewrite it. Runs of 60k such events
 # cost 5.6 us of CPU per event, of 120k 3.9 us (480k events, one thread).
 INGEST_BYTES = 64 << 20
+DEFER_BYTES = 4 * INGEST_BYTES  # a due run waits for a quieter host at most this long
 INTERVAL = 5.0
 AGE = 60.0
 LINGER = 60.0
+MAX_DEFER = 300.0  # how long a due run may wait for a quieter host (the app's default)
+BUSY_SHARE = 0.75  # of all the host's CPUs, over the last interval: busy above it
 
 # Run as ``python -c BOOTSTRAP wideevents.store.background --db DB … --lock LOCK`` (the module
 # name in argv tells `ps` what it is). Keep it to the standard library until the lock is held.
@@ -64,7 +70,12 @@ sys.exit(bootstrapped(sys.argv[2:-2]))
 
 
 def command(
-    paths: StorePaths, *, interval: float = INTERVAL, age: float = AGE, linger: float = 0.0
+    paths: StorePaths,
+    *,
+    interval: float = INTERVAL,
+    age: float = AGE,
+    linger: float = 0.0,
+    max_defer: float = 0.0,
 ) -> list[str]:
     """The argv that starts a background ingester of the store at *paths*."""
     return [
@@ -72,13 +83,15 @@ def command(
         "-c",
         BOOTSTRAP,
         "wideevents.store.background",
-        *_options(paths, interval, age, linger),
+        *_options(paths, interval, age, linger, max_defer),
         "--lock",
         str(paths.ingester_lock),
     ]
 
 
-def _options(paths: StorePaths, interval: float, age: float, linger: float) -> list[str]:
+def _options(
+    paths: StorePaths, interval: float, age: float, linger: float, max_defer: float
+) -> list[str]:
     return [
         "--db",
         str(paths.db),
@@ -88,6 +101,8 @@ def _options(paths: StorePaths, interval: float, age: float, linger: float) -> l
         repr(age),
         "--linger",
         repr(linger),
+        "--max-defer",
+        repr(max_defer),
     ]
 
 
@@ -103,6 +118,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="stay until nothing has waited for this many seconds (default 0: ingest once)",
+    )
+    parser.add_argument(
+        "--max-defer",
+        type=float,
+        default=0.0,
+        help="let a due run wait up to this many seconds while the host's CPUs are busy "
+        "(default 0: never)",
     )
     return parser
 
@@ -135,33 +157,91 @@ def _waiting(spool: Path) -> tuple[int, float]:
     return waiting, oldest
 
 
-def linger(paths: StorePaths, *, interval: float, age: float, linger: float) -> int:
+class _HostLoad:
+    """The share of all CPUs busy between two readings of ``/proc/stat`` (Linux only)."""
+
+    def __init__(self) -> None:
+        self._last = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", "rb") as f:
+                fields = [int(v) for v in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        user, nice, system, idle, iowait, irq, softirq, steal = fields
+        busy = user + nice + system + irq + softirq + steal  # steal: not ours to use either
+        return busy, busy + idle + iowait
+
+    def busy_share(self) -> float | None:
+        """Since the last call (or creation); None when it cannot tell."""
+        now = self._read()
+        last, self._last = self._last, now
+        if now is None or last is None or now[1] <= last[1]:
+            return None
+        return (now[0] - last[0]) / (now[1] - last[1])
+
+
+def should_wait(busy: float | None, waited: float, backlog: int, max_defer: float) -> bool:
+    """Whether a due run waits for a quieter moment: while the host's CPUs are more than
+    :data:`BUSY_SHARE` busy, for at most *max_defer* seconds and :data:`DEFER_BYTES`."""
+    return busy is not None and busy > BUSY_SHARE and waited < max_defer and backlog < DEFER_BYTES
+
+
+def linger(
+    paths: StorePaths, *, interval: float, age: float, linger: float, max_defer: float = 0.0
+) -> int:
     """Ingest now, then every *interval* s when due, until nothing has waited for *linger* s.
+
+    With *max_defer*, a due run waits while the host is busy (:func:`should_wait`), so an
+    app that keeps the CPUs busy for a while is not slowed by its ingest; past *max_defer*
+    seconds or :data:`DEFER_BYTES` waiting it runs anyway (and says so on stderr).
 
     The caller holds the ingester lock at the lower priority. Each run takes the store lock
     without waiting: when a query or another ingester holds it, this run is skipped.
     """
+    load = _HostLoad()
+    if max_defer > 0:
+        time.sleep(min(max(interval, 0.1), 1.0))  # a first reading of the host's load
     due = True  # whoever started this process found a run due
+    due_since: float | None = None
     quiet_since = time.monotonic()
     while True:
-        if due:
-            with paths.lock(exclusive=True, timeout=0) as held:
-                if held:
-                    from .ingest import ingest_locked, report_set_aside  # DuckDB, once
-
-                    report_set_aside(ingest_locked(paths, threads=1))
         try:
             waiting, _ = _waiting(paths.spool)
         except FileNotFoundError:
             return 0  # the store was removed
         now = time.monotonic()
+        busy = load.busy_share() if max_defer > 0 else None
+        if due:
+            due_since = now if due_since is None else due_since
+            if not should_wait(busy, now - due_since, waiting, max_defer):
+                if busy is not None and busy > BUSY_SHARE:
+                    print(
+                        f"wideevents: ingesting on a busy host ({busy:.0%} of the CPUs) after "
+                        f"{now - due_since:.0f} s, {waiting >> 20} MiB waiting",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                with paths.lock(exclusive=True, timeout=0) as held:
+                    if held:
+                        from .ingest import ingest_locked, report_set_aside  # DuckDB, once
+
+                        report_set_aside(ingest_locked(paths, threads=1))
+                due_since = None
+                try:
+                    waiting, _ = _waiting(paths.spool)
+                except FileNotFoundError:
+                    return 0
+                now = time.monotonic()
         if waiting:
             quiet_since = now
         if now - quiet_since >= linger:
             return 0
         time.sleep(max(interval, 0.1))
         try:
-            due = worth_ingesting(paths.spool, age)
+            due = due_since is not None or worth_ingesting(paths.spool, age)
         except FileNotFoundError:
             return 0
 
@@ -170,7 +250,13 @@ def bootstrapped(argv: list[str]) -> int:
     """:data:`BOOTSTRAP`'s entry, holding the ingester lock at the lower priority."""
     args = _parser().parse_args(argv)
     paths = StorePaths.for_db(args.db)
-    return linger(paths, interval=args.interval, age=args.age, linger=args.linger)
+    return linger(
+        paths,
+        interval=args.interval,
+        age=args.age,
+        linger=args.linger,
+        max_defer=args.max_defer,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +268,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0  # another ingester is running: it will take our segments too
         with contextlib.suppress(OSError):
             os.nice(NICENESS)
-        return linger(paths, interval=args.interval, age=args.age, linger=args.linger)
+        return linger(
+            paths,
+            interval=args.interval,
+            age=args.age,
+            linger=args.linger,
+            max_defer=args.max_defer,
+        )
 
 
 if __name__ == "__main__":
