@@ -68,6 +68,13 @@ def _emit(n: int, name: str = "op") -> None:
             pass
 
 
+def _spooled(db: Path, n: int) -> None:
+    """*n* events sealed in the spool of *db*, with no ingester started: a run is due."""
+    wideevents.configure("svc", sinks=[DuckDBSink(db, ingest_interval=0)], flush_interval=0.02)
+    _emit(n)
+    wideevents.shutdown()
+
+
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None and proc.poll() is None:
         proc.terminate()
@@ -136,14 +143,14 @@ def test_the_ingester_leaves_once_nothing_has_waited_for_its_linger(tmp_path: Pa
     assert _until(lambda: _stored(db) == 2)
     proc = sink._ingester
     assert proc is not None
-    t0 = time.monotonic()
+    assert proc.poll() is None  # it stays a while after its run
     wideevents.shutdown()
     assert proc.wait(timeout=30) == 0
-    assert 0.5 < time.monotonic() - t0 < 15
     assert not StorePaths.for_db(db).ingester_running()
 
 
-def test_the_ingester_leaves_when_the_store_is_removed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("made_again", [False, True])
+def test_the_ingester_leaves_when_the_store_is_removed(tmp_path: Path, made_again: bool) -> None:
     folder = tmp_path / "store"
     folder.mkdir()
     db = folder / "ev.duckdb"
@@ -154,11 +161,15 @@ def test_the_ingester_leaves_when_the_store_is_removed(tmp_path: Path) -> None:
     assert proc is not None
     wideevents.shutdown()
     shutil.rmtree(folder)
+    if made_again:  # as `wideevents demo` does: the old ingester's lock is on a deleted file
+        folder.mkdir()
+        StorePaths.for_db(db).ensure_spool()
+        StorePaths.for_db(db).ingester_lock.touch()
     try:
         assert proc.wait(timeout=30) == 0
     finally:
         _stop(proc)
-    assert not folder.exists()  # it did not bring the store back
+    assert folder.exists() == made_again  # it did not bring the store back
 
 
 def test_a_query_gets_the_store_while_the_ingester_stays(tmp_path: Path) -> None:
@@ -183,6 +194,7 @@ def test_a_background_ingester_that_finds_one_running_leaves_before_importing_du
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "ev.duckdb"
+    _spooled(db, 2)
     paths = StorePaths.for_db(db)
     probe = (
         "import sys; from wideevents.store.background import main; "
@@ -210,6 +222,7 @@ def test_the_started_ingester_takes_its_lock_before_importing_anything_of_ours(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "ev.duckdb"
+    _spooled(db, 2)
     paths = StorePaths.for_db(db)
     argv = background.command(paths)
     argv[1:1] = ["-X", "importtime"]  # every import, on stderr
@@ -223,6 +236,7 @@ def test_the_started_ingester_takes_its_lock_before_importing_anything_of_ours(
     assert "fcntl" in busy
     assert not [m for m in busy if m.startswith(("wideevents", "duckdb", "orjson"))]
     assert not db.exists()
+    paths.ingester_lock.unlink()  # made by hold_ingester_lock() above: the started one makes it
     free = imported(subprocess.run(argv, capture_output=True, text=True, timeout=60))
     assert "duckdb" in free
     assert db.exists()
@@ -236,11 +250,13 @@ def test_an_apps_probe_of_the_ingester_lock_does_not_turn_an_ingester_away(
     """A sink's probe holds the ingester lock shared for a moment; a starting ingester that
     meets it tries again instead of leaving as if another ingester ran."""
     db = tmp_path / "ev.duckdb"
+    _spooled(db, 2)
     paths = StorePaths.for_db(db)
     with paths._flock(paths.ingester_lock, exclusive=False, timeout=0) as probing:
         assert probing
         proc = subprocess.Popen(background.command(paths))
-        time.sleep(0.02)
+        time.sleep(0.3)  # it has started and met the lock (it tries for half a second)
+        assert proc.poll() is None
     assert proc.wait(timeout=60) == 0
     assert db.exists()
 
@@ -292,7 +308,8 @@ def test_a_run_is_due_for_a_full_row_group_or_an_old_segment(tmp_path: Path) -> 
     spool = StorePaths.for_db(tmp_path / "ev.duckdb").ensure_spool()
     assert not background.worth_ingesting(spool, age=60)  # nothing sealed
     (spool / "a.jsonl.open").write_bytes(b"x" * background.INGEST_BYTES)  # still written
-    (spool / "b.bad").write_bytes(b"x" * background.INGEST_BYTES)  # set aside
+    (spool / "b.jsonl.bad").write_bytes(b"x" * background.INGEST_BYTES)  # set aside
+    (spool / ".c.jsonl").write_bytes(b"x" * background.INGEST_BYTES)  # not a segment
     assert not background.worth_ingesting(spool, age=60)
     half = spool / "c.jsonl"
     half.write_bytes(b"x" * (background.INGEST_BYTES // 2))
@@ -318,16 +335,15 @@ def test_a_due_run_waits_for_a_quiet_host_within_bounds() -> None:
 
 def _burn_every_cpu() -> list[subprocess.Popen[bytes]]:
     code = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass"
-    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count() or 1)]
+    cpus = len(os.sched_getaffinity(0))
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(cpus)]
 
 
 def test_on_a_busy_host_a_due_run_waits_then_runs_at_its_bound(tmp_path: Path) -> None:
     db = tmp_path / "ev.duckdb"
-    wideevents.configure("svc", sinks=[DuckDBSink(db, ingest_interval=0)], flush_interval=0.02)
-    _emit(3)
-    wideevents.shutdown()  # sealed: a run is due
+    _spooled(db, 3)
     paths = StorePaths.for_db(db)
-    argv = background.command(paths, interval=0.2, age=0, linger=30, max_defer=3)
+    argv = background.command(paths, interval=0.2, age=0, linger=0, max_defer=3)
     burners = _burn_every_cpu()
     proc = None
     err = b""
@@ -349,9 +365,15 @@ def test_on_a_busy_host_a_due_run_waits_then_runs_at_its_bound(tmp_path: Path) -
 
 def test_on_a_quiet_host_a_due_run_does_not_wait(tmp_path: Path) -> None:
     db = tmp_path / "ev.duckdb"
-    wideevents.configure("svc", sinks=[DuckDBSink(db, ingest_interval=0)], flush_interval=0.02)
-    _emit(3)
-    wideevents.shutdown()
+    _spooled(db, 3)
     argv = background.command(StorePaths.for_db(db), interval=0.2, age=0, linger=0, max_defer=300)
-    assert subprocess.run(argv, timeout=60).returncode == 0  # it would wait five minutes
+    load = background._HostLoad()
+    try:
+        done = subprocess.run(argv, timeout=30)  # were it to wait, it would wait five minutes
+    except subprocess.TimeoutExpired:
+        busy = load.busy_share()
+        if busy is not None and busy > background.BUSY_SHARE:
+            pytest.skip(f"the host was busy ({busy:.0%}): waiting was right")
+        raise
+    assert done.returncode == 0
     assert _stored(db) == 3

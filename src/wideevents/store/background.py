@@ -43,23 +43,24 @@ AGE = 60.0
 LINGER = 60.0
 MAX_DEFER = 300.0  # how long a due run may wait for a quieter host (the app's default)
 BUSY_SHARE = 0.75  # of all the host's CPUs, over the last interval: busy above it
+MAX_LIFE = 3600.0  # then it leaves, for one with the app's current code and settings
 
 # Run as ``python -c BOOTSTRAP wideevents.store.background --db DB … --lock LOCK`` (the module
 # name in argv tells `ps` what it is). Keep it to the standard library until the lock is held.
 # A sink's probe holds the lock shared for a few microseconds: a busy lock is tried again for
-# 50 ms before it counts as another ingester's.
+# half a second before it counts as another ingester's.
 BOOTSTRAP = f"""\
 import fcntl, os, sys, time
 os.umask(0o077)
 fd = os.open(sys.argv[-1], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-for attempt in range(11):
+for attempt in range(51):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         break
     except OSError:
-        if attempt == 10:
+        if attempt == 50:
             sys.exit(0)
-        time.sleep(0.005)
+        time.sleep(0.01)
 try:
     os.nice({NICENESS})
 except OSError:
@@ -117,14 +118,15 @@ def _parser() -> argparse.ArgumentParser:
         "--linger",
         type=float,
         default=0.0,
-        help="stay until nothing has waited for this many seconds (default 0: ingest once)",
+        help="stay until nothing has waited for this many seconds (default 0: leave after "
+        "the first run)",
     )
     parser.add_argument(
         "--max-defer",
         type=float,
         default=0.0,
-        help="let a due run wait up to this many seconds while the host's CPUs are busy "
-        "(default 0: never)",
+        help="let a due run wait up to this many seconds (and 256 MiB waiting) while the "
+        "host's CPUs are busy (default 0: never)",
     )
     return parser
 
@@ -147,7 +149,7 @@ def _waiting(spool: Path) -> tuple[int, float]:
     oldest = time.time()
     with os.scandir(spool) as entries:
         for entry in entries:
-            if entry.name.endswith(SEALED_SUFFIX):
+            if entry.name.endswith(SEALED_SUFFIX) and not entry.name.startswith("."):
                 try:
                     st = entry.stat()
                 except FileNotFoundError:
@@ -158,13 +160,16 @@ def _waiting(spool: Path) -> tuple[int, float]:
 
 
 class _HostLoad:
-    """The share of all CPUs busy between two readings of ``/proc/stat`` (Linux only)."""
+    """The share of all CPUs busy between two readings of ``/proc/stat`` (Linux only; in a
+    container, the host's), this process's own CPU left out."""
+
+    _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     def __init__(self) -> None:
         self._last = self._read()
 
-    @staticmethod
-    def _read() -> tuple[int, int] | None:
+    @classmethod
+    def _read(cls) -> tuple[float, float] | None:
         try:
             with open("/proc/stat", "rb") as f:
                 fields = [int(v) for v in f.readline().split()[1:9]]
@@ -172,7 +177,8 @@ class _HostLoad:
             return None
         user, nice, system, idle, iowait, irq, softirq, steal = fields
         busy = user + nice + system + irq + softirq + steal  # steal: not ours to use either
-        return busy, busy + idle + iowait
+        own = os.times()
+        return busy - (own.user + own.system) * cls._TICK, busy + idle + iowait
 
     def busy_share(self) -> float | None:
         """Since the last call (or creation); None when it cannot tell."""
@@ -180,7 +186,7 @@ class _HostLoad:
         last, self._last = self._last, now
         if now is None or last is None or now[1] <= last[1]:
             return None
-        return (now[0] - last[0]) / (now[1] - last[1])
+        return max(0.0, (now[0] - last[0]) / (now[1] - last[1]))
 
 
 def should_wait(busy: float | None, waited: float, backlog: int, max_defer: float) -> bool:
@@ -196,11 +202,22 @@ def linger(
 
     With *max_defer*, a due run waits while the host is busy (:func:`should_wait`), so an
     app that keeps the CPUs busy for a while is not slowed by its ingest; past *max_defer*
-    seconds or :data:`DEFER_BYTES` waiting it runs anyway (and says so on stderr).
+    seconds or :data:`DEFER_BYTES` waiting it runs anyway (and says so on stderr). A run
+    waiting for a quiet host is never given up: the process stays until it has run,
+    whatever *linger* says.
 
     The caller holds the ingester lock at the lower priority. Each run takes the store lock
-    without waiting: when a query or another ingester holds it, this run is skipped.
+    without waiting: when a query or another ingester holds it (and takes our segments
+    too), the run is tried again at the next check if the process stays. After
+    :data:`MAX_LIFE` seconds the process leaves at its next quiet moment or run, so the
+    app's next check starts one with its current code and settings; it also leaves when
+    the store's folder, or its lock file, is removed or replaced.
     """
+    started = time.monotonic()
+    try:
+        lock_inode = os.stat(paths.ingester_lock).st_ino
+    except FileNotFoundError:
+        return 0
     load = _HostLoad()
     if max_defer > 0:
         time.sleep(min(max(interval, 0.1), 1.0))  # a first reading of the host's load
@@ -210,38 +227,46 @@ def linger(
     while True:
         try:
             waiting, _ = _waiting(paths.spool)
+            if os.stat(paths.ingester_lock).st_ino != lock_inode:
+                return 0  # the store was removed and made again: another ingester's now
         except FileNotFoundError:
             return 0  # the store was removed
         now = time.monotonic()
         busy = load.busy_share() if max_defer > 0 else None
+        held_off = False
+        if due and not waiting:
+            due, due_since = False, None  # a query ingested it all meanwhile
         if due:
             due_since = now if due_since is None else due_since
-            if not should_wait(busy, now - due_since, waiting, max_defer):
-                if busy is not None and busy > BUSY_SHARE:
-                    print(
-                        f"wideevents: ingesting on a busy host ({busy:.0%} of the CPUs) after "
-                        f"{now - due_since:.0f} s, {waiting >> 20} MiB waiting",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+            held_off = should_wait(busy, now - due_since, waiting, max_defer)  # stays for it
+            if not held_off:
                 with paths.lock(exclusive=True, timeout=0) as held:
                     if held:
+                        if busy is not None and busy > BUSY_SHARE:
+                            print(
+                                f"wideevents: ingesting on a busy host ({busy:.0%} of the "
+                                f"CPUs) after {now - due_since:.0f} s, {waiting >> 20} MiB "
+                                "waiting",
+                                file=sys.stderr,
+                                flush=True,
+                            )
                         from .ingest import ingest_locked, report_set_aside  # DuckDB, once
 
                         report_set_aside(ingest_locked(paths, threads=1))
-                due_since = None
-                try:
-                    waiting, _ = _waiting(paths.spool)
-                except FileNotFoundError:
-                    return 0
-                now = time.monotonic()
+                        due, due_since = False, None
+                if not due:
+                    try:
+                        waiting, _ = _waiting(paths.spool)
+                    except FileNotFoundError:
+                        return 0
+                    now = quiet_since = time.monotonic()  # the run was the last activity
         if waiting:
             quiet_since = now
-        if now - quiet_since >= linger:
+        if not held_off and (now - quiet_since >= linger or now - started >= MAX_LIFE):
             return 0
         time.sleep(max(interval, 0.1))
         try:
-            due = due_since is not None or worth_ingesting(paths.spool, age)
+            due = due or worth_ingesting(paths.spool, age)
         except FileNotFoundError:
             return 0
 
