@@ -6,7 +6,8 @@ served by gunicorn with 2 sync workers on loopback, in three variants:
 
 * ``plain``: no instrumentation;
 * ``wideevents``: ``WideEvents(app)`` with the default sink, the DuckDB store in a temporary
-  folder (``WIDEEVENTS_DB``), its background ingester on as in production;
+  folder (``WIDEEVENTS_DB``), its background ingester on, never waiting for a quiet host
+  (see below);
 * ``OTel flask``: ``opentelemetry-instrumentation-flask`` with a ``TracerProvider`` and a
   ``BatchSpanProcessor`` exporting OTLP/HTTP to ``tests/otlp_receiver.py`` (a local process
   writing one JSON line per span into a temporary file).
@@ -183,6 +184,15 @@ def _cmdline_has(pid: int, word: bytes) -> bool:
         return False
 
 
+def _has_duckdb(pid: int) -> bool:
+    """Whether *pid* has DuckDB's library loaded (an ingester imports it only to ingest)."""
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            return b"duckdb" in f.read()
+    except OSError:
+        return False
+
+
 def ingester_pids(db: Path) -> list[int]:
     """Every running ingester of *db*."""
     return [pid for pid in pids_above(0) if _is_ingester_of(pid, db)]
@@ -207,9 +217,9 @@ def stop_ingesters(db: Path, timeout: float = 300) -> None:
 
 class IngesterWatch:
     """Samples the ingesters of *db* every *period* seconds while a measured run lasts: the
-    resident one and any started inside the window. Their CPU inside the window, how many
-    times one started ingesting (a sample in which it used CPU after one in which it did
-    not) and for how long (the sampled periods in which it used CPU)."""
+    staying one and any started inside the window. Their CPU inside the window, and the
+    ingests: stretches of samples in which they used 3 or more clock ticks with DuckDB
+    loaded (a start-up that imports wideevents, or a wake-up between runs, is not one)."""
 
     def __init__(self, db: Path, period: float = 0.1, *, freeze: bool = False) -> None:
         self.db = db
@@ -221,6 +231,7 @@ class IngesterWatch:
         self.runs = 0
         self.busy = 0.0  # seconds of the window during which an ingester was using CPU
         self._stretch = (0, 0)  # the current stretch of samples with CPU used: (samples, ticks)
+        self._stretch_pids: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingester-watch", daemon=True)
 
@@ -242,7 +253,9 @@ class IngesterWatch:
             if pid not in self.last:
                 self.base[pid] = ticks if at_start else 0
                 self.last[pid] = self.base[pid]
-            used += ticks - self.last[pid]
+            if ticks > self.last[pid]:
+                used += ticks - self.last[pid]
+                self._stretch_pids.add(pid)
             self.last[pid] = ticks
         samples, ticks_used = self._stretch
         if used:
@@ -253,10 +266,11 @@ class IngesterWatch:
     def _end_stretch(self) -> None:
         # An ingest, not a wake-up between runs (which may cross one tick boundary).
         samples, ticks_used = self._stretch
-        if ticks_used >= 3:
+        if ticks_used >= 3 and any(_has_duckdb(pid) for pid in self._stretch_pids):
             self.runs += 1
             self.busy += samples * self.period
         self._stretch = (0, 0)
+        self._stretch_pids.clear()
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
@@ -988,6 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"aborted, the measurement is invalid: {exc}", file=sys.stderr)
             return 2
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one would stop the cleanup
             for v in variants:
                 if v.db is not None:
                     stop_ingesters(v.db)

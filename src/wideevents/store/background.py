@@ -66,7 +66,7 @@ try:
 except OSError:
     pass
 from wideevents.store.background import bootstrapped
-sys.exit(bootstrapped(sys.argv[2:-2]))
+sys.exit(bootstrapped(sys.argv[2:-2], os.fstat(fd).st_ino))
 """
 
 
@@ -196,7 +196,13 @@ def should_wait(busy: float | None, waited: float, backlog: int, max_defer: floa
 
 
 def linger(
-    paths: StorePaths, *, interval: float, age: float, linger: float, max_defer: float = 0.0
+    paths: StorePaths,
+    *,
+    interval: float,
+    age: float,
+    linger: float,
+    max_defer: float = 0.0,
+    lock_inode: int | None = None,
 ) -> int:
     """Ingest now, then every *interval* s when due, until nothing has waited for *linger* s.
 
@@ -208,16 +214,18 @@ def linger(
 
     The caller holds the ingester lock at the lower priority. Each run takes the store lock
     without waiting: when a query or another ingester holds it (and takes our segments
-    too), the run is tried again at the next check if the process stays. After
-    :data:`MAX_LIFE` seconds the process leaves at its next quiet moment or run, so the
-    app's next check starts one with its current code and settings; it also leaves when
-    the store's folder, or its lock file, is removed or replaced.
+    too), the run is tried again at the next check; an app's ingester (*max_defer* set)
+    stays for it. After :data:`MAX_LIFE` seconds the process leaves at the first check
+    where no run waits for a quiet host or a free store, so the app's next check starts one
+    with its current code and settings; it also leaves when the store's folder, or its lock
+    file (*lock_inode*: the one it holds), is removed or replaced.
     """
     started = time.monotonic()
-    try:
-        lock_inode = os.stat(paths.ingester_lock).st_ino
-    except FileNotFoundError:
-        return 0
+    if lock_inode is None:
+        try:
+            lock_inode = os.stat(paths.ingester_lock).st_ino
+        except FileNotFoundError:
+            return 0
     load = _HostLoad()
     if max_defer > 0:
         time.sleep(min(max(interval, 0.1), 1.0))  # a first reading of the host's load
@@ -241,7 +249,9 @@ def linger(
             held_off = should_wait(busy, now - due_since, waiting, max_defer)  # stays for it
             if not held_off:
                 with paths.lock(exclusive=True, timeout=0) as held:
-                    if held:
+                    if held and not _waiting(paths.spool)[0]:
+                        due, due_since = False, None  # a query took it all meanwhile
+                    elif held:
                         if busy is not None and busy > BUSY_SHARE:
                             print(
                                 f"wideevents: ingesting on a busy host ({busy:.0%} of the "
@@ -254,6 +264,8 @@ def linger(
 
                         report_set_aside(ingest_locked(paths, threads=1))
                         due, due_since = False, None
+                    else:
+                        held_off = max_defer > 0  # an app's ingester stays to try again
                 if not due:
                     try:
                         waiting, _ = _waiting(paths.spool)
@@ -271,8 +283,9 @@ def linger(
             return 0
 
 
-def bootstrapped(argv: list[str]) -> int:
-    """:data:`BOOTSTRAP`'s entry, holding the ingester lock at the lower priority."""
+def bootstrapped(argv: list[str], lock_inode: int) -> int:
+    """:data:`BOOTSTRAP`'s entry, holding the ingester lock (the file *lock_inode*) at the
+    lower priority."""
     args = _parser().parse_args(argv)
     paths = StorePaths.for_db(args.db)
     return linger(
@@ -281,6 +294,7 @@ def bootstrapped(argv: list[str]) -> int:
         age=args.age,
         linger=args.linger,
         max_defer=args.max_defer,
+        lock_inode=lock_inode,
     )
 
 
