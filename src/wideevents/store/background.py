@@ -108,11 +108,21 @@ def _options(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m wideevents.store.background")
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--interval", type=float, default=INTERVAL, help="seconds between checks")
+    parser = argparse.ArgumentParser(
+        prog="python -m wideevents.store.background",
+        description="Ingest the store's spooled events at a lower CPU priority, once or (with "
+        "--linger) for as long as events come; leave at once if another ingester runs.",
+    )
+    parser.add_argument("--db", required=True, help="the store's DuckDB file")
     parser.add_argument(
-        "--age", type=float, default=AGE, help="ingest when the oldest segment is this old"
+        "--interval", type=float, default=INTERVAL, help="seconds between checks (default 5)"
+    )
+    parser.add_argument(
+        "--age",
+        type=float,
+        default=AGE,
+        help="with --linger, ingest when the oldest segment is this many seconds old, or "
+        "64 MiB wait (default 60)",
     )
     parser.add_argument(
         "--linger",
