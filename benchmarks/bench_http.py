@@ -165,37 +165,34 @@ class MachineTicks(NamedTuple):
         return cls(busy, steal, busy + steal + idle + iowait)  # guest time is inside user
 
 
-def _is_ingester_of(pid: int, db: Path) -> bool:
-    """Whether *pid* is an ingester (``wideevents.store.background`` or ``.ingest``) of *db*."""
+def _proc_file(pid: int, name: str) -> bytes:
+    """``/proc/<pid>/<name>``; empty once the process is gone."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
     except OSError:
-        return False
+        return b""
+
+
+def _names_ingester_of(argv: list[bytes], db: Path) -> bool:
+    """Whether *argv* is an ingester's (``wideevents.store.background`` or ``.ingest``) of
+    *db*."""
     named = b"wideevents.store.background" in argv or b"wideevents.store.ingest" in argv
     return named and str(db).encode() in argv
 
 
-def _cmdline_has(pid: int, word: bytes) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return word in f.read()
-    except OSError:
-        return False
-
-
 def _has_duckdb(pid: int) -> bool:
     """Whether *pid* has DuckDB's library loaded (an ingester imports it only to ingest)."""
-    try:
-        with open(f"/proc/{pid}/maps", "rb") as f:
-            return b"duckdb" in f.read()
-    except OSError:
-        return False
+    return b"duckdb" in _proc_file(pid, "maps")
 
 
 def ingester_pids(db: Path) -> list[int]:
     """Every running ingester of *db*."""
-    return [pid for pid in pids_above(0) if _is_ingester_of(pid, db)]
+    return [
+        pid
+        for pid in pids_above(0)
+        if _names_ingester_of(_proc_file(pid, "cmdline").split(b"\0"), db)
+    ]
 
 
 def signal_ingesters(db: Path, sig: int) -> None:
@@ -240,10 +237,12 @@ class IngesterWatch:
         for pid in pids_above(0):
             if pid in self.others:
                 continue
-            if pid not in self.last and not _is_ingester_of(pid, self.db):
-                if not _cmdline_has(pid, b"gunicorn"):  # (a worker's child before its exec)
-                    self.others.add(pid)
-                continue
+            if pid not in self.last:
+                argv = _proc_file(pid, "cmdline").split(b"\0")
+                if not _names_ingester_of(argv, self.db):
+                    if not any(b"gunicorn" in a for a in argv):  # (a worker's child, not
+                        self.others.add(pid)  # yet exec'd, is looked at again)
+                    continue
             if self.freeze:
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGSTOP)

@@ -62,6 +62,14 @@ def _app_sink(
     return sink
 
 
+def _started(db: Path, n: int, *, linger: float, interval: float = 0.05) -> DuckDBSink:
+    """An app sink whose ingester has started and stored *n* events (see :func:`_app_sink`)."""
+    sink = _app_sink(db, linger=linger, interval=interval)
+    _emit(n)
+    assert _until(lambda: _stored(db) == n)
+    return sink
+
+
 def _emit(n: int, name: str = "op") -> None:
     for _ in range(n):
         with event(name):
@@ -90,16 +98,12 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
 
 def test_the_app_starts_an_ingester_process_on_its_own(tmp_path: Path) -> None:
     db = tmp_path / "ev.duckdb"
-    _app_sink(db, linger=0)
-    _emit(1)
-    assert _until(lambda: _stored(db) == 1)
+    _started(db, 1, linger=0)
 
 
 def test_the_ingester_stays_and_ingests_what_comes_later_itself(tmp_path: Path) -> None:
     db = tmp_path / "ev.duckdb"
-    sink = _app_sink(db, linger=30)
-    _emit(3)
-    assert _until(lambda: _stored(db) == 3)
+    sink = _started(db, 3, linger=30)
     proc = sink._ingester
     assert proc is not None and proc.poll() is None
     paths = StorePaths.for_db(db)
@@ -127,9 +131,7 @@ def test_a_second_sink_starts_none_while_one_runs(
         return popen(argv, **kwargs)
 
     monkeypatch.setattr("wideevents.sinks.duckdb.subprocess.Popen", counting_popen)
-    first = _app_sink(db, linger=30, interval=2)  # its ingester looks every 2 s
-    _emit(1)
-    assert _until(lambda: _stored(db) == 1)
+    first = _started(db, 1, linger=30, interval=2)  # its ingester looks every 2 s
     proc = first._ingester
     try:
         wideevents.shutdown()  # the first "worker" exits; its ingester stays
@@ -145,9 +147,7 @@ def test_a_second_sink_starts_none_while_one_runs(
 
 def test_the_ingester_leaves_once_nothing_has_waited_for_its_linger(tmp_path: Path) -> None:
     db = tmp_path / "ev.duckdb"
-    sink = _app_sink(db, linger=5.0)
-    _emit(2)
-    assert _until(lambda: _stored(db) == 2)
+    sink = _started(db, 2, linger=5.0)
     proc = sink._ingester
     assert proc is not None
     assert proc.poll() is None  # it stays a while after its run
@@ -161,9 +161,7 @@ def test_the_ingester_leaves_when_the_store_is_removed(tmp_path: Path, made_agai
     folder = tmp_path / "store"
     folder.mkdir()
     db = folder / "ev.duckdb"
-    sink = _app_sink(db, linger=300)
-    _emit(1)
-    assert _until(lambda: _stored(db) == 1)
+    sink = _started(db, 1, linger=300)
     proc = sink._ingester
     assert proc is not None
     wideevents.shutdown()
@@ -181,9 +179,7 @@ def test_the_ingester_leaves_when_the_store_is_removed(tmp_path: Path, made_agai
 
 def test_a_query_gets_the_store_while_the_ingester_stays(tmp_path: Path) -> None:
     db = tmp_path / "ev.duckdb"
-    sink = _app_sink(db, linger=30)
-    _emit(1)
-    assert _until(lambda: _stored(db) == 1)
+    sink = _started(db, 1, linger=30)
     proc = sink._ingester
     try:
         assert proc is not None and proc.poll() is None

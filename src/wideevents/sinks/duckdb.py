@@ -8,8 +8,8 @@ segments are waiting or the oldest is a minute old, and neither a background ing
 anybody else holds the store, it starts a background ingester as a separate process
 (``wideevents.store.background``: one per store; it ingests at a lower CPU priority on one
 thread, then stays and ingests by the same rule, waiting for a quieter moment while the
-host's CPUs are busy, until nothing has waited for a minute), so
-DuckDB's CPU, memory and file lock never land in the app's process.
+host's CPUs are busy, until nothing has waited for a minute), so DuckDB's CPU, memory and
+file lock never land in the app's process.
 ``wideevents ingest --follow`` and every CLI query ingest too.
 """
 
@@ -99,10 +99,12 @@ class DuckDBSink(Sink):
             return
         self._last_ingest = now
         try:
+            if self.paths.ingester_running():
+                return  # it ingests ours too, when due (one lock probe, not a spool scan)
             if not background.worth_ingesting(self.paths.spool, self.ingest_age):
                 return
-            if self.paths.ingester_running() or self.paths.is_locked():
-                return  # another process is at it, or will be: it takes ours too
+            if self.paths.is_locked():
+                return  # another process is at it: it takes ours too
             if not os.path.basename(sys.executable or "").startswith(("python", "pypy")):
                 # Embedded interpreters (uWSGI, mod_wsgi) have no python to start.
                 raise OSError(

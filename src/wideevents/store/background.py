@@ -84,16 +84,6 @@ def command(
         "-c",
         BOOTSTRAP,
         "wideevents.store.background",
-        *_options(paths, interval, age, linger, max_defer),
-        "--lock",
-        str(paths.ingester_lock),
-    ]
-
-
-def _options(
-    paths: StorePaths, interval: float, age: float, linger: float, max_defer: float
-) -> list[str]:
-    return [
         "--db",
         str(paths.db),
         "--interval",
@@ -104,6 +94,8 @@ def _options(
         repr(linger),
         "--max-defer",
         repr(max_defer),
+        "--lock",
+        str(paths.ingester_lock),
     ]
 
 
@@ -147,10 +139,11 @@ def worth_ingesting(spool: Path, age: float, now: float | None = None) -> bool:
     Every run commits a partly filled row group that the next one rewrites, so runs wait
     for a good batch unless events come slowly.
     """
-    waiting, oldest = _waiting(spool)
-    if not waiting:
-        return False
-    return waiting >= INGEST_BYTES or (now or time.time()) - oldest >= age
+    return _due(*_waiting(spool), age, now)
+
+
+def _due(waiting: int, oldest: float, age: float, now: float | None = None) -> bool:
+    return waiting > 0 and (waiting >= INGEST_BYTES or (now or time.time()) - oldest >= age)
 
 
 def _waiting(spool: Path) -> tuple[int, float]:
@@ -244,11 +237,12 @@ def linger(
     quiet_since = time.monotonic()
     while True:
         try:
-            waiting, _ = _waiting(paths.spool)
+            waiting, oldest = _waiting(paths.spool)
             if os.stat(paths.ingester_lock).st_ino != lock_inode:
                 return 0  # the store was removed and made again: another ingester's now
         except FileNotFoundError:
             return 0  # the store was removed
+        due = due or _due(waiting, oldest, age)
         now = time.monotonic()
         busy = load.busy_share() if max_defer > 0 else None
         held_off = False
@@ -277,29 +271,17 @@ def linger(
                     else:
                         held_off = max_defer > 0  # an app's ingester stays to try again
                 if not due:
-                    try:
-                        waiting, _ = _waiting(paths.spool)
-                    except FileNotFoundError:
-                        return 0
                     now = quiet_since = time.monotonic()  # the run was the last activity
         if waiting:
             quiet_since = now
         if not held_off and (now - quiet_since >= linger or now - started >= MAX_LIFE):
             return 0
         time.sleep(max(interval, 0.1))
-        try:
-            due = due or worth_ingesting(paths.spool, age)
-        except FileNotFoundError:
-            return 0
 
 
-def bootstrapped(argv: list[str], lock_inode: int) -> int:
-    """:data:`BOOTSTRAP`'s entry, holding the ingester lock (the file *lock_inode*) at the
-    lower priority."""
-    args = _parser().parse_args(argv)
-    paths = StorePaths.for_db(args.db)
+def _linger_as_told(args: argparse.Namespace, lock_inode: int | None = None) -> int:
     return linger(
-        paths,
+        StorePaths.for_db(args.db),
         interval=args.interval,
         age=args.age,
         linger=args.linger,
@@ -308,22 +290,21 @@ def bootstrapped(argv: list[str], lock_inode: int) -> int:
     )
 
 
+def bootstrapped(argv: list[str], lock_inode: int) -> int:
+    """:data:`BOOTSTRAP`'s entry, holding the ingester lock (the file *lock_inode*) at the
+    lower priority."""
+    return _linger_as_told(_parser().parse_args(argv), lock_inode)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.umask(0o077)
-    paths = StorePaths.for_db(args.db)
-    with paths.hold_ingester_lock() as held:
+    with StorePaths.for_db(args.db).hold_ingester_lock() as held:
         if not held:
             return 0  # another ingester is running: it will take our segments too
         with contextlib.suppress(OSError):
             os.nice(NICENESS)
-        return linger(
-            paths,
-            interval=args.interval,
-            age=args.age,
-            linger=args.linger,
-            max_defer=args.max_defer,
-        )
+        return _linger_as_told(args)
 
 
 if __name__ == "__main__":
