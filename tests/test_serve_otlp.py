@@ -448,7 +448,12 @@ def test_spans_are_ingested_in_the_background_when_nobody_queries(tmp_path: Path
 
     db = tmp_path / "quiet.duckdb"
     spool = Path(str(db) + ".spool")
-    env = {"WIDEEVENTS_INGEST_INTERVAL": "0.2", "WIDEEVENTS_INGEST_AGE": "0"}
+    # Linger 0: the ingester leaves after its run instead of outliving the test by a minute.
+    env = {
+        "WIDEEVENTS_INGEST_INTERVAL": "0.2",
+        "WIDEEVENTS_INGEST_AGE": "0",
+        "WIDEEVENTS_INGEST_LINGER": "0",
+    }
     with serve(db, env=env) as srv:
         for k in range(3):
             status, _ = srv.post(
