@@ -196,6 +196,32 @@ def test_a_signal_in_the_drain_puts_the_events_back(slow_worker: None) -> None:
     assert sorted(e["user.id"] for e in sink.events) == list(range(BATCH))
 
 
+def test_events_put_back_by_a_signal_are_counted_as_sampled_out_once(slow_worker: None) -> None:
+    raised = []
+
+    def even_or_interrupt(value: int) -> bool:
+        if value == BATCH - 1 and not raised:  # after the batch's even ids were sampled out
+            raised.append(True)
+            raise KeyboardInterrupt
+        return value % 2 == 0
+
+    sink = ThreadsSink()
+    # Rate 2**40: a matching event is as good as never kept.
+    rules = [wideevents.sampling.where("user.id", even_or_interrupt, rate=1 << 40)]
+    wideevents.configure("svc", sinks=[sink], sample=rules, flush_interval=60)
+    app = make_app()
+    for i in range(BATCH - 1):
+        serve_one(app, i)
+    with pytest.raises(KeyboardInterrupt):
+        serve_one(app, BATCH - 1)
+    assert wideevents.stats()["sampled_out"] == 0  # the whole batch went back
+    wideevents.flush()
+    stats = wideevents.stats()
+    assert stats["sampled_out"] == BATCH // 2
+    assert stats["emitted"] == BATCH
+    assert sorted(e["user.id"] for e in sink.events) == list(range(1, BATCH, 2))
+
+
 def test_which_sinks_may_be_called_from_an_app_thread(tmp_path: Path) -> None:
     assert JsonLinesSink(tmp_path / "new.jsonl").inline_safe
     assert JsonLinesSink(os.devnull).inline_safe

@@ -283,6 +283,7 @@ class Pipeline:
         rules = self.rules
         kept: list[Event] = []
         user: list[dict[str, Any]] = []
+        dropped = 0  # counted once the batch is through: a signal's requeue samples it again
         for ev in events:
             # A copy (one C-level call): a thread that still adds to an ended event must not
             # change the record between its redaction and its serialization.
@@ -295,12 +296,13 @@ class Pipeline:
                     _internal.report("sampler", exc, reraise=False)
                     rate = 1
                 if not rate:
-                    self.sampled_out += 1
+                    dropped += 1
                     continue
                 ev._rate = rate
             kept.append(ev)
             user.append(fields)
         if not kept:
+            self.sampled_out += dropped
             return None
 
         redactor = self.redactor
@@ -374,6 +376,7 @@ class Pipeline:
                 continue
             records.append(fields)
             lines.append(line)
+        self.sampled_out += dropped
         return Batch(records, lines)
 
     def _add_error(
