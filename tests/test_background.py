@@ -247,17 +247,23 @@ def test_the_started_ingester_takes_its_lock_before_importing_anything_of_ours(
     assert stat.S_IMODE(os.stat(paths.ingester_lock).st_mode) == 0o600
 
 
+@pytest.mark.parametrize("started_by", ["sink", "shell"])
 def test_an_apps_probe_of_the_ingester_lock_does_not_turn_an_ingester_away(
-    tmp_path: Path,
+    tmp_path: Path, started_by: str
 ) -> None:
     """A sink's probe holds the ingester lock shared for a moment; a starting ingester that
-    meets it tries again instead of leaving as if another ingester ran."""
+    meets it tries again instead of leaving as if another ingester ran: one a sink started
+    (BOOTSTRAP) and one started from a shell (``main``)."""
     db = tmp_path / "ev.duckdb"
     _spooled(db, 2)
     paths = StorePaths.for_db(db)
+    if started_by == "sink":
+        argv = background.command(paths)
+    else:
+        argv = [sys.executable, "-m", "wideevents.store.background", "--db", str(db)]
     with paths._flock(paths.ingester_lock, exclusive=False, timeout=0) as probing:
         assert probing
-        proc = subprocess.Popen(background.command(paths))
+        proc = subprocess.Popen(argv)
 
         def opened_the_lock() -> bool:  # then it is trying it, for half a second
             if proc.poll() is not None:

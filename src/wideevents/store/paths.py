@@ -82,12 +82,20 @@ class StorePaths:
         """
         return self._flock(self.lock_file, exclusive=exclusive, timeout=timeout)
 
-    def hold_ingester_lock(self) -> contextlib.AbstractContextManager[bool]:
-        """Hold the ingester lock if it is free (yields False when another ingester runs)."""
-        return self._flock(self.ingester_lock, exclusive=True, timeout=0)
+    def hold_ingester_lock(self, patience: float = 0.0) -> contextlib.AbstractContextManager[bool]:
+        """Hold the ingester lock if it is free (yields False when another ingester runs).
+
+        *patience*: seconds to try again while it is busy; a sink's probe holds it shared for
+        a few microseconds, which must not pass for a running ingester.
+        """
+        return self._flock(self.ingester_lock, exclusive=True, timeout=patience, or_not=True)
 
     @contextlib.contextmanager
-    def _flock(self, file: Path, *, exclusive: bool, timeout: float | None) -> Iterator[bool]:
+    def _flock(
+        self, file: Path, *, exclusive: bool, timeout: float | None, or_not: bool = False
+    ) -> Iterator[bool]:
+        """Hold *file*'s lock; when busy past *timeout*, yield False if that is 0 or *or_not*
+        is set, else raise :class:`StoreLocked`."""
         self.ensure_spool()
         fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -102,7 +110,7 @@ class StorePaths:
                     if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                         raise
                 if deadline is not None and time.monotonic() >= deadline:
-                    if timeout == 0:
+                    if timeout == 0 or or_not:
                         yield False
                         return
                     raise StoreLocked(
