@@ -7,6 +7,7 @@ import pytest
 
 import wideevents
 from wideevents import ConfigError, event, sampling
+from wideevents._redact import Redactor
 from wideevents.sinks import MemorySink
 
 
@@ -99,6 +100,57 @@ def test_keep_overrides_the_sampler() -> None:
     assert ("job", 7) in names
     assert ("vip", None) in names
     assert len(names) <= 3
+
+
+def test_events_sampled_out_of_a_batch_that_could_not_be_redacted_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sink = MemorySink()
+    drop_even = sampling.where("i", lambda i: i % 2 == 0, rate=1 << 40)  # never kept
+    wideevents.configure("svc", sinks=[sink], sample=[drop_even])
+
+    def broken(self: Redactor, batch: list[dict[str, object]]) -> None:
+        raise RuntimeError("the redactor broke")
+
+    monkeypatch.setattr(Redactor, "redact_batch", broken)
+    for i in range(6):
+        with event("req", i=i):
+            pass
+    with pytest.raises(RuntimeError, match="the redactor broke"):
+        wideevents.flush()  # under the project's tests a worker's failure is raised here
+    stats = wideevents.stats()
+    assert stats["sampled_out"] == 3
+    assert stats["exported"] == 0 and not sink.events  # the rest failed closed
+
+
+def test_export_now_put_off_by_a_signal_counts_none_of_its_events() -> None:
+    """``serve``'s path past the queue: the events stay the caller's, so none is counted."""
+    from wideevents._client import DEFAULT
+    from wideevents._spans import span_event
+
+    def interrupt(value: object) -> bool:
+        raise KeyboardInterrupt  # as a signal's exception lands
+
+    wideevents.configure("svc", sinks=[MemorySink()], sample=[sampling.where("i", interrupt)])
+    pipeline = DEFAULT._ensure()
+    now = time.time_ns()
+    spans = [
+        span_event(
+            pipeline,
+            "span",
+            trace_id=7,
+            span_id=k + 1,
+            parent_id=0,
+            start_ns=now,
+            end_ns=now + 1000,
+            attributes={"i": k},
+            kind="server",
+        )
+        for k in range(3)
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.export_now(spans)
+    assert wideevents.stats()["emitted"] == 0
 
 
 def test_where_with_a_callable() -> None:

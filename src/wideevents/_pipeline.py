@@ -210,7 +210,11 @@ class Pipeline:
             self._start()
         with self._work:
             self.submitted += len(events)
-            batch = self._encode(events)
+            try:
+                batch = self._encode(events)
+            except BaseException:  # a signal's exception: the caller still has the events
+                self.submitted -= len(events)
+                raise
             if batch is None:
                 return 0
             self._export(batch)
@@ -313,6 +317,7 @@ class Pipeline:
             except Exception as exc:
                 # Fail closed: a batch that could not be redacted does not leave the process.
                 _internal.report("redaction", exc, reraise=False)
+                self.sampled_out += dropped
                 return None
 
         clock = self._clock
