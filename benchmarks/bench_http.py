@@ -44,9 +44,9 @@ within the wait costs. In a full run the first ingest falls due after about thre
 The throughput and p99 verdicts (median against median) are each followed by the same
 figure paired by round, with a distribution-free interval for its median: the order
 statistics whose binomial coverage is at least 85% (of 7 rounds, the second lowest and
-second highest: 88%). It says whether the target holds across the interval, is missed
-across it, or the rounds cannot tell: on this kind of machine the round-to-round noise is
-of the order of the targets themselves.
+second highest: 87.5%; ``--quick``'s 3 rounds allow no more than 75%). It says whether the
+target holds across the interval, is missed across it, or the rounds cannot tell: on this
+kind of machine the round-to-round noise is of the order of the targets themselves.
 
 The machine has as many cores as there are workers, so wrk competes with them for CPU: its
 own CPU time (``getrusage`` of the child) and the machine's busy share (``/proc/stat``) are
@@ -692,7 +692,9 @@ def median_interval(values: list[float], level: float = 0.85) -> tuple[float, fl
     """A distribution-free interval for the median of what *values* sample: the order
     statistics ``x(k)`` and ``x(n+1-k)`` for the largest k whose coverage (the chance that the
     true median lies between them, from the binomial distribution of how many samples fall
-    below it) is at least *level*. Returns (low, high, coverage)."""
+    below it) is at least *level*. Too few values for that (fewer than 4 at 85%: 3 give
+    75%) give the lowest and the highest, with the coverage they have. Returns (low, high,
+    coverage)."""
     xs = sorted(values)
     n = len(xs)
     best = (xs[0], xs[-1], 1 - 2 * 0.5**n)

@@ -299,7 +299,8 @@ def bootstrapped(argv: list[str], lock_inode: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.umask(0o077)
-    # Half a second, as BOOTSTRAP tries: a sink's probe may hold the lock that long at most.
+    # Tried for half a second, as BOOTSTRAP tries it: a sink's probe holds it shared for a few
+    # microseconds, which must not pass for another ingester.
     with StorePaths.for_db(args.db).hold_ingester_lock(patience=0.5) as held:
         if not held:
             return 0  # another ingester is running: it will take our segments too
