@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -174,46 +175,39 @@ def test_no_app_thread_drains_into_a_mix_of_sinks_or_with_hooks_or_after_shutdow
     assert len(pipeline.queue) == BATCH and len(sink.events) == BATCH
 
 
-def test_a_signal_in_the_drain_puts_the_events_back(slow_worker: None) -> None:
+def _a_batch_interrupted_by_a_signal(matches: Callable[[int], bool], rate: int) -> ThreadsSink:
+    """Serve one batch of requests under the rule ``where("user.id", matches, rate)``; the
+    batch's drain, on the last request's thread, meets a KeyboardInterrupt (as gunicorn's
+    SIGQUIT handler raises SystemExit) at the last event, once."""
     raised = []
 
-    def interrupt_once(value: Any) -> bool:
-        if not raised:
+    def matches_or_interrupts(value: int) -> bool:
+        if value == BATCH - 1 and not raised:  # after the events before it were sampled
             raised.append(True)
-            raise KeyboardInterrupt  # as gunicorn's SIGQUIT handler raises SystemExit
-        return True
+            raise KeyboardInterrupt
+        return matches(value)
 
     sink = ThreadsSink()
-    rules = [wideevents.sampling.where("user.id", interrupt_once)]
+    rules = [wideevents.sampling.where("user.id", matches_or_interrupts, rate=rate)]
     wideevents.configure("svc", sinks=[sink], sample=rules, flush_interval=60)
     app = make_app()
     for i in range(BATCH - 1):
         serve_one(app, i)
     with pytest.raises(KeyboardInterrupt):
         serve_one(app, BATCH - 1)
+    return sink
+
+
+def test_a_signal_in_the_drain_puts_the_events_back(slow_worker: None) -> None:
+    sink = _a_batch_interrupted_by_a_signal(lambda value: True, 1)
     assert wideevents.stats()["queued"] == BATCH  # none lost, none counted as sent
     wideevents.flush()
     assert sorted(e["user.id"] for e in sink.events) == list(range(BATCH))
 
 
 def test_events_put_back_by_a_signal_are_counted_as_sampled_out_once(slow_worker: None) -> None:
-    raised = []
-
-    def even_or_interrupt(value: int) -> bool:
-        if value == BATCH - 1 and not raised:  # after the batch's even ids were sampled out
-            raised.append(True)
-            raise KeyboardInterrupt
-        return value % 2 == 0
-
-    sink = ThreadsSink()
-    # Rate 2**40: a matching event is as good as never kept.
-    rules = [wideevents.sampling.where("user.id", even_or_interrupt, rate=1 << 40)]
-    wideevents.configure("svc", sinks=[sink], sample=rules, flush_interval=60)
-    app = make_app()
-    for i in range(BATCH - 1):
-        serve_one(app, i)
-    with pytest.raises(KeyboardInterrupt):
-        serve_one(app, BATCH - 1)
+    # Rate 2**40: an even id is as good as never kept.
+    sink = _a_batch_interrupted_by_a_signal(lambda value: value % 2 == 0, 1 << 40)
     assert wideevents.stats()["sampled_out"] == 0  # the whole batch went back
     wideevents.flush()
     stats = wideevents.stats()
