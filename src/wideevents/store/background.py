@@ -103,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wideevents.store.background",
         description="Ingest the store's spooled events at a lower CPU priority, once or (with "
-        "--linger) for as long as events come; leave at once if another ingester runs.",
+        "--linger) for as long as events come; leave if another ingester runs (its lock "
+        "stays taken for half a second).",
     )
     parser.add_argument("--db", required=True, help="the store's DuckDB file")
     parser.add_argument(
