@@ -279,15 +279,11 @@ class Pipeline:
         return taken
 
     def _encode(self, events: list[Event]) -> Batch | None:
-        """Sample, redact and serialize a batch; the record is the event's own fields dict.
-
-        Core and resource fields are written into ``ev.fields`` (after redaction, so they are
-        never scanned): once an event has ended its fields belong to the pipeline.
-        """
+        """Sample, redact and serialize a batch (see :meth:`_serialize`)."""
         rules = self.rules
         kept: list[Event] = []
         user: list[dict[str, Any]] = []
-        dropped = 0  # counted once the batch is through: a signal's requeue samples it again
+        dropped = 0
         for ev in events:
             # A copy (one C-level call): a thread that still adds to an ended event must not
             # change the record between its redaction and its serialization.
@@ -305,10 +301,19 @@ class Pipeline:
                 ev._rate = rate
             kept.append(ev)
             user.append(fields)
-        if not kept:
-            self.sampled_out += dropped
-            return None
+        batch = self._serialize(kept, user) if kept else None
+        # Counted only once the batch is through: a signal's exception in it puts the whole
+        # batch back on the queue, to be sampled again.
+        self.sampled_out += dropped
+        return batch
 
+    def _serialize(self, kept: list[Event], user: list[dict[str, Any]]) -> Batch | None:
+        """Redact the sampled events' fields (*user*, in place) and serialize them; the record
+        is the event's own fields dict. None when redaction fails (the batch fails closed).
+
+        Core and resource fields are written into the fields (after redaction, so they are
+        never scanned): once an event has ended its fields belong to the pipeline.
+        """
         redactor = self.redactor
         changed: list[list[str] | None] | None = None
         if redactor is not None:
@@ -317,7 +322,6 @@ class Pipeline:
             except Exception as exc:
                 # Fail closed: a batch that could not be redacted does not leave the process.
                 _internal.report("redaction", exc, reraise=False)
-                self.sampled_out += dropped
                 return None
 
         clock = self._clock
@@ -381,7 +385,6 @@ class Pipeline:
                 continue
             records.append(fields)
             lines.append(line)
-        self.sampled_out += dropped
         return Batch(records, lines)
 
     def _add_error(
