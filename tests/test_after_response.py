@@ -148,7 +148,7 @@ def test_after_a_response_the_app_never_waits_for_a_busy_worker() -> None:
     assert len(sink.events) == 4 * BATCH
 
 
-def test_no_app_thread_drains_into_a_mix_of_sinks_or_with_hooks_or_after_shutdown(
+def test_no_app_thread_drains_into_a_mix_of_sinks_or_with_app_code_or_after_shutdown(
     slow_worker: None,
 ) -> None:
     def queued_after_a_batch_of_responses() -> int:
@@ -162,6 +162,16 @@ def test_no_app_thread_drains_into_a_mix_of_sinks_or_with_hooks_or_after_shutdow
     hooked = wideevents.Redaction(hooks=[lambda key, value, fields: value])
     wideevents.configure("svc", sinks=[ThreadsSink()], redact=hooked, flush_interval=60)
     assert queued_after_a_batch_of_responses() == BATCH
+    sampling = wideevents.sampling
+    predicate = [sampling.where("user.id", lambda value: value >= 0)]
+    wideevents.configure("svc", sinks=[ThreadsSink()], sample=predicate, flush_interval=60)
+    assert queued_after_a_batch_of_responses() == BATCH
+    own_rule = [sampling.Rule(lambda d, e, f: True, 1, "mine")]
+    wideevents.configure("svc", sinks=[ThreadsSink()], sample=own_rule, flush_interval=60)
+    assert queued_after_a_batch_of_responses() == BATCH
+    builtin = [sampling.errors(), sampling.slower_than(500), sampling.where("user.id", 3)]
+    wideevents.configure("svc", sinks=[ThreadsSink()], sample=builtin, flush_interval=60)
+    assert queued_after_a_batch_of_responses() == 0
     sink = ThreadsSink()
     wideevents.configure("svc", sinks=[sink], flush_interval=60)
     assert queued_after_a_batch_of_responses() == 0  # the same, allowed: drained here
@@ -175,21 +185,30 @@ def test_no_app_thread_drains_into_a_mix_of_sinks_or_with_hooks_or_after_shutdow
     assert len(pipeline.queue) == BATCH and len(sink.events) == BATCH
 
 
-def _a_batch_interrupted_by_a_signal(matches: Callable[[int], bool], rate: int) -> ThreadsSink:
-    """Serve one batch of requests under the rule ``where("user.id", matches, rate)``; the
-    batch's drain, on the last request's thread, meets a KeyboardInterrupt (as gunicorn's
-    SIGQUIT handler raises SystemExit) at the last event, once."""
+def _a_batch_interrupted_by_a_signal(
+    monkeypatch: pytest.MonkeyPatch, matches: Callable[[int], bool], rate: int
+) -> ThreadsSink:
+    """Serve one batch of requests under a rule that keeps 1 in *rate* of the events whose
+    ``user.id`` *matches*; the batch's drain, on the last request's thread, meets a
+    KeyboardInterrupt (as gunicorn's SIGQUIT handler raises SystemExit) while it samples the
+    last event, once."""
     raised = []
+    decide = _pipeline.decide
 
-    def matches_or_interrupts(value: int) -> bool:
-        if value == BATCH - 1 and not raised:  # after the events before it were sampled
+    def decide_or_interrupt(rules: Any, trace_id: int, *args: Any) -> int:
+        if args[-1]["user.id"] == BATCH - 1 and not raised:  # the events before: sampled
             raised.append(True)
             raise KeyboardInterrupt
-        return matches(value)
+        return decide(rules, trace_id, *args)
 
+    monkeypatch.setattr(_pipeline, "decide", decide_or_interrupt)
     sink = ThreadsSink()
-    rules = [wideevents.sampling.where("user.id", matches_or_interrupts, rate=rate)]
-    wideevents.configure("svc", sinks=[sink], sample=rules, flush_interval=60)
+    # A rule of the sampling module's own (the drain runs on the request's thread), with the
+    # predicate it would have as where("user.id", matches).
+    rule = wideevents.sampling.Rule(
+        lambda d, e, f: matches(f["user.id"]), rate, "matches", app_code=False
+    )
+    wideevents.configure("svc", sinks=[sink], sample=[rule], flush_interval=60)
     app = make_app()
     for i in range(BATCH - 1):
         serve_one(app, i)
@@ -198,16 +217,20 @@ def _a_batch_interrupted_by_a_signal(matches: Callable[[int], bool], rate: int) 
     return sink
 
 
-def test_a_signal_in_the_drain_puts_the_events_back(slow_worker: None) -> None:
-    sink = _a_batch_interrupted_by_a_signal(lambda value: True, 1)
+def test_a_signal_in_the_drain_puts_the_events_back(
+    slow_worker: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = _a_batch_interrupted_by_a_signal(monkeypatch, lambda value: True, 1)
     assert wideevents.stats()["queued"] == BATCH  # none lost, none counted as sent
     wideevents.flush()
     assert sorted(e["user.id"] for e in sink.events) == list(range(BATCH))
 
 
-def test_events_put_back_by_a_signal_are_counted_as_sampled_out_once(slow_worker: None) -> None:
+def test_events_put_back_by_a_signal_are_counted_as_sampled_out_once(
+    slow_worker: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Rate 2**40: an even id is as good as never kept.
-    sink = _a_batch_interrupted_by_a_signal(lambda value: value % 2 == 0, 1 << 40)
+    sink = _a_batch_interrupted_by_a_signal(monkeypatch, lambda value: value % 2 == 0, 1 << 40)
     assert wideevents.stats()["sampled_out"] == 0  # the whole batch went back
     wideevents.flush()
     stats = wideevents.stats()

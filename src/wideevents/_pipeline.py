@@ -9,9 +9,9 @@ before it has reached the sinks. After ``fork()`` the child starts with an empty
 a new worker on its first event.
 
 The HTTP integrations call :meth:`Pipeline.after_response` once a response has gone out.
-When :data:`_INLINE_BATCH` events wait, every sink is ``inline_safe`` and ready and no
-redaction hook is set, that thread encodes and exports up to :data:`_INLINE_MAX` of them
-itself, between two requests (sampling rules run there too); the worker then wakes every
+When :data:`_INLINE_BATCH` events wait, every sink is ``inline_safe`` and ready, and no
+redaction hook or sampling predicate of the app's is set, that thread encodes and exports up
+to :data:`_INLINE_MAX` of them itself, between two requests; the worker then wakes every
 0.1 s for what is left, and seals and flushes on its schedule. Under a server that runs one
 request at a time per process (gunicorn's sync workers) this costs less than waking a second
 thread 200 times a second and trading the GIL with it: in ``bench_http`` it halved the
@@ -125,11 +125,13 @@ class Pipeline:
         self._idle_poll = min(_IDLE_POLL, self.flush_interval)
         self._names: dict[str, str] = {}
         # An app thread may drain the queue (after_response) only into sinks that never
-        # block, and runs no redaction hook of the app's (those may do anything).
+        # block, and runs no redaction hook or sampling predicate of the app's (those may do
+        # anything: a slow one would hold up the next request).
         self.inline = (
             bool(self.sinks)
             and all(s.inline_safe for s in self.sinks)
             and (self.redactor is None or not self.redactor.has_hooks)
+            and not any(r.app_code for r in self.rules)
         )
         self._clock = _Clock()
         self._reset_runtime()
@@ -181,7 +183,8 @@ class Pipeline:
     def after_response(self) -> None:
         """From an app thread whose response has gone out: encode and export one batch of
         what is queued, here, once :data:`_INLINE_BATCH` events wait, every sink is
-        ``inline_safe`` and ready (``Sink.inline_ready``) and no redaction hook is set.
+        ``inline_safe`` and ready (``Sink.inline_ready``) and no redaction hook or sampling
+        predicate of the app's is set.
         Never waits: when the worker or a flush holds the pipeline, this returns at once.
         """
         q = self.queue

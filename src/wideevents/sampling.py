@@ -31,16 +31,24 @@ Predicate = Callable[[float, bool, Mapping[str, Any]], bool]
 
 
 class Rule:
-    """Events for which ``predicate(duration_ms, error, fields)`` holds are kept 1 in ``rate``."""
+    """Events for which ``predicate(duration_ms, error, fields)`` holds are kept 1 in ``rate``.
 
-    __slots__ = ("description", "predicate", "rate")
+    ``app_code``: the predicate runs a function of the app's (``where()`` with a callable, or
+    a rule made here from any predicate), which may do anything: then the pipeline samples
+    only on its worker thread, never on a request's thread after its response.
+    """
 
-    def __init__(self, predicate: Predicate, rate: int, description: str) -> None:
+    __slots__ = ("app_code", "description", "predicate", "rate")
+
+    def __init__(
+        self, predicate: Predicate, rate: int, description: str, *, app_code: bool = True
+    ) -> None:
         if not isinstance(rate, int) or isinstance(rate, bool) or rate < 1:
             raise ConfigError(f"a sample rate is an int >= 1 (keep 1 in n), got {rate!r}")
         self.predicate = predicate
         self.rate = rate
         self.description = description
+        self.app_code = app_code
 
     def __repr__(self) -> str:
         return f"<Rule {self.description} rate={self.rate}>"
@@ -48,12 +56,12 @@ class Rule:
 
 def errors(rate: int = 1) -> Rule:
     """Events with ``error`` set (an exception escaped, or the app set ``error=True``)."""
-    return Rule(lambda d, e, f: e, rate, "errors")
+    return Rule(lambda d, e, f: e, rate, "errors", app_code=False)
 
 
 def slower_than(ms: float, rate: int = 1) -> Rule:
     """Events whose ``duration_ms`` is at least *ms*."""
-    return Rule(lambda d, e, f: d >= ms, rate, f"duration_ms >= {ms}")
+    return Rule(lambda d, e, f: d >= ms, rate, f"duration_ms >= {ms}", app_code=False)
 
 
 def where(field: str, value: Any, rate: int = 1) -> Rule:
@@ -61,12 +69,12 @@ def where(field: str, value: Any, rate: int = 1) -> Rule:
     if callable(value):
         test = value
         return Rule(lambda d, e, f: field in f and bool(test(f[field])), rate, f"{field} matches")
-    return Rule(lambda d, e, f: f.get(field) == value, rate, f"{field} = {value!r}")
+    return Rule(lambda d, e, f: f.get(field) == value, rate, f"{field} = {value!r}", app_code=False)
 
 
 def rate(n: int) -> Rule:
     """Every event: keep 1 in *n*. Put it last, as the default."""
-    return Rule(lambda d, e, f: True, n, f"1 in {n}")
+    return Rule(lambda d, e, f: True, n, f"1 in {n}", app_code=False)
 
 
 def keep_rate(trace_id: int, n: int) -> bool:
