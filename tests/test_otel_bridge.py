@@ -98,8 +98,11 @@ def test_requests_instrumentation_spans_become_wide_events(memory: MemorySink) -
     import requests
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
+    sent: list[str] = []
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            sent.append(self.headers.get("traceparent", ""))
             self.send_response(404 if "missing" in self.path else 200)
             self.send_header("Content-Length", "2")
             self.end_headers()
@@ -136,8 +139,101 @@ def test_requests_instrumentation_spans_become_wide_events(memory: MemorySink) -
     assert ok["url.full"].startswith(f"{base}/orders")
     assert "tok-s3cr3t-123" not in ok["url.full"]  # redacted like any event
     assert missing["error"] is True  # a 4xx client span is an error in OTel's conventions
-    # One trace: the OTel span, the calls it made, and the wide event opened inside it.
+    # One trace: the OTel span, the wide event opened inside it, and the calls made inside
+    # the event (its children), whose traceparent went out with the trace.
     ctx = job.get_span_context()
     plan = next(r for r in memory.events if r["name"] == "plan")
     assert {r["trace_id"] for r in [*calls, plan]} == {f"{ctx.trace_id:032x}"}
-    assert {r["parent_id"] for r in [*calls, plan]} == {f"{ctx.span_id:016x}"}
+    assert plan["parent_id"] == f"{ctx.span_id:016x}"
+    assert {r["parent_id"] for r in calls} == {plan["span_id"]}
+    assert sorted(sent) == sorted(f"00-{ctx.trace_id:032x}-{r['span_id']}-01" for r in calls)
+
+
+def test_otel_spans_inside_an_event_are_its_children(memory: MemorySink) -> None:
+    from opentelemetry import propagate
+    from opentelemetry import trace as otel_trace
+
+    provider = TracerProvider()
+    provider.add_span_processor(WideEventsSpanProcessor())  # turns joining on
+    tracer = provider.get_tracer("app")
+    with event("GET /orders") as request:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)  # what an OTel-instrumented client sends
+        with event("load"), tracer.start_as_current_span("SELECT orders"):
+            pass
+    # Once the event has ended it is no longer OTel's current span.
+    assert not otel_trace.get_current_span().get_span_context().is_valid
+    with tracer.start_as_current_span("after"):
+        pass
+    wideevents.flush()
+    got = {r["name"]: r for r in memory.events}
+    assert headers["traceparent"] == request.traceparent
+    assert got["SELECT orders"]["trace_id"] == got["GET /orders"]["trace_id"]
+    assert got["SELECT orders"]["parent_id"] == got["load"]["span_id"]
+    assert got["after"]["trace_id"] != got["GET /orders"]["trace_id"]
+    assert got["after"]["parent_id"] is None
+
+    join_otel_traces(False)
+    with event("unjoined"), tracer.start_as_current_span("alone"):
+        pass
+    wideevents.flush()
+    got = {r["name"]: r for r in memory.events}
+    assert got["alone"]["trace_id"] != got["unjoined"]["trace_id"]
+
+
+def test_an_outgoing_call_inside_a_flask_request_is_in_its_trace(memory: MemorySink) -> None:
+    # The WSGI middleware's event (no OTel Flask instrumentation) and a real outgoing call
+    # traced by opentelemetry-instrumentation-requests: one trace, continued downstream.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+    from flask import Flask
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    from wideevents.integrations.flask import WideEvents
+
+    seen: list[str] = []
+
+    class Downstream(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("traceparent", ""))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Downstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    app = Flask("bridge")
+    WideEvents(app)
+
+    @app.get("/orders/<int:n>")
+    def orders(n: int) -> str:
+        port = server.server_address[1]
+        return requests.get(f"http://127.0.0.1:{port}/stock/{n}", timeout=5).text
+
+    provider = TracerProvider()
+    provider.add_span_processor(WideEventsSpanProcessor())
+    instrumentor = RequestsInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    try:
+        response = app.test_client().get("/orders/7", headers={"traceparent": caller})
+        response.close()  # as a server does once the body is sent: the event ends
+    finally:
+        instrumentor.uninstrument()
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 200
+    wideevents.flush()
+    got = {r["name"]: r for r in memory.events}
+    assert sorted(got) == ["GET", "GET /orders/<int:n>"], sorted(got)
+    request, call = got["GET /orders/<int:n>"], got["GET"]
+    assert request["trace_id"] == call["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert request["parent_id"] == "b7ad6b7169203331"
+    assert call["parent_id"] == request["span_id"]
+    assert seen == [f"00-{request['trace_id']}-{call['span_id']}-01"]

@@ -61,8 +61,12 @@ def clock_offset() -> float:
 
 
 # Set by wideevents.otel.join_otel_traces(): a root event looks for an active OpenTelemetry
-# span to join. Off by default, so apps without OTel pay nothing for it.
+# span to join, and every open event is the current span for OTel (its instrumentation's
+# spans become the event's children; OTel's propagators send the event's traceparent).
+# Off by default, so apps without OTel pay nothing for it.
 _otel_parent: Callable[[], tuple[int, int] | None] | None = None
+_otel_enter: Callable[[Event], object] | None = None
+_otel_exit: Callable[[object], None] | None = None
 
 
 class Event:
@@ -75,6 +79,7 @@ class Event:
 
     __slots__ = (
         "_client",
+        "_otel_token",
         "_rate",
         "_root",
         "_shared",
@@ -103,6 +108,7 @@ class Event:
         self.trace_id = 0
         self._t1 = 0.0
         self._shared: dict[str, Any] | None = None  # the trace's fields, on the root only
+        self._otel_token: object = None
         # Set by __enter__ (kept out of here: this runs on every event):
         self.span_id: int
         self.parent_id: int
@@ -134,6 +140,8 @@ class Event:
             self._trace_fields = root._shared
         self.span_id = _rand(64) or 1
         self._token = _current.set(self)
+        if _otel_enter is not None:
+            self._otel_token = _otel_enter(self)
         self._t0 = _clock()
         return self
 
@@ -149,7 +157,11 @@ class Event:
         except ValueError:
             # Exited in another context than it was entered in (a generator driven across
             # tasks): the event is still recorded, the context is left alone.
-            pass
+            self._otel_token = None
+        token = self._otel_token
+        if token is not None and _otel_exit is not None:
+            self._otel_token = None
+            _otel_exit(token)
         if exc is not None:
             self.exc = exc
         self._client.submit(self)

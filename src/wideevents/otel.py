@@ -2,7 +2,8 @@
 
 * :func:`join_otel_traces`: an event opened inside an active OTel span (one started by
   ``opentelemetry-instrumentation-requests``, Django's or yours) becomes that span's child,
-  in the same trace.
+  in the same trace; and spans started inside an open event (an outgoing call traced by
+  OTel inside a request the middleware records) become the event's children.
 * :class:`WideEventsSpanProcessor`: spans from existing OTel instrumentation become wide
   events in wideevents' sinks, redacted and sampled like any other, so they land in the
   store and the query CLI works on them::
@@ -22,15 +23,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import _event
+from . import _event, _internal
 from ._client import DEFAULT, WideEvents
 from ._exceptions import MissingExtraError
 from ._spans import span_event
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import trace as otel_trace
     from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-    from opentelemetry.trace import StatusCode
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise MissingExtraError("otlp", "opentelemetry-sdk") from exc
 
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
 __all__ = ["WideEventsSpanProcessor", "join_otel_traces"]
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 def _active_span_ids() -> tuple[int, int] | None:
@@ -47,9 +51,37 @@ def _active_span_ids() -> tuple[int, int] | None:
     return None
 
 
+def _enter(ev: _event.Event) -> object:
+    """Make the event the current span for OpenTelemetry; the token for :func:`_exit`."""
+    try:
+        span = NonRecordingSpan(
+            SpanContext(ev.trace_id, ev.span_id, is_remote=False, trace_flags=_SAMPLED)
+        )
+        return otel_context.attach(otel_trace.set_span_in_context(span))
+    except Exception as exc:  # telemetry never breaks the app
+        _internal.report("otel_bridge", exc)
+        return None
+
+
+def _exit(token: object) -> None:
+    try:
+        otel_context.detach(token)  # type: ignore[arg-type]
+    except Exception as exc:
+        _internal.report("otel_bridge", exc)
+
+
 def join_otel_traces(enabled: bool = True) -> None:
-    """Root events join the active OpenTelemetry span's trace (as its children)."""
+    """Events and OpenTelemetry spans share traces, both ways.
+
+    A root event opened inside an active OTel span joins its trace, as its child. While an
+    event is open it is OTel's current span: spans that OTel instrumentation starts inside it
+    (an outgoing call traced by ``opentelemetry-instrumentation-requests``) are its children,
+    and OTel's propagators send its trace on. Sampled spans: the event's sampling decides
+    later, by trace id, as for the event itself.
+    """
     _event._otel_parent = _active_span_ids if enabled else None
+    _event._otel_enter = _enter if enabled else None
+    _event._otel_exit = _exit  # kept when turned off: an event still open detaches its span
 
 
 class WideEventsSpanProcessor(SpanProcessor):
