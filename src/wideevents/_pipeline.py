@@ -356,15 +356,20 @@ class Pipeline:
                 sec = int(ts)
                 if sec != clock.sec:
                     clock.set_second(sec)
-                fields["timestamp"] = f"{clock.prefix}.{int((ts - sec) * 1e6):06d}Z"
-                # Microseconds are what a perf_counter difference means here; rounding
-                # also lets the store compress durations to a third of the bytes.
-                fields["duration_ms"] = round((ev._t1 - t0) * 1000.0, 3)
+                # (str() of 1000000 + µs and no format spec: a third of the cost.)
+                fields["timestamp"] = f"{clock.prefix}.{str(1000000 + int((ts - sec) * 1e6))[1:]}Z"
+                # Whole microseconds are what a perf_counter difference means here; rounding
+                # also lets the store compress durations to a third of the bytes. (An int
+                # over 1000.0 reads back as its three decimals, at half the cost of round().)
+                fields["duration_ms"] = int((ev._t1 - t0) * 1e6 + 0.5) / 1000.0
                 name = ev.name
                 fields["name"] = names.get(name) or self._name(name)
-                fields["trace_id"] = f"{ev.trace_id:032x}"
-                fields["span_id"] = f"{ev.span_id:016x}"
-                fields["parent_id"] = f"{ev.parent_id:016x}" if ev.parent_id else None
+                # Ids are below 2**128 and 2**64 (generated, or parsed from 32 and 16 hex
+                # digits); bytes.hex() is half the cost of a format spec.
+                fields["trace_id"] = ev.trace_id.to_bytes(16, "big").hex()
+                fields["span_id"] = ev.span_id.to_bytes(8, "big").hex()
+                parent = ev.parent_id
+                fields["parent_id"] = parent.to_bytes(8, "big").hex() if parent else None
                 fields["sample_rate"] = ev._rate
                 paths = changed[n] if changed is not None else None
                 raised = ev.exc
