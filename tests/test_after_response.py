@@ -347,6 +347,42 @@ def test_a_segment_is_never_unlinked_while_it_holds_lines(tmp_path: Path) -> Non
     sink.shutdown()
 
 
+@pytest.mark.parametrize("when", ["before", "midway", "after"])
+def test_a_signal_in_a_segment_write_keeps_what_landed_whole_and_counts_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    sink = DuckDBSink(tmp_path / "ev.duckdb", ingest_interval=0)
+    first = Batch([{"i": 1}], [b'{"i":1}\n'])
+    second = Batch([{"i": 2}, {"i": 3}], [b'{"i":2}\n', b'{"i":3}\n'])
+    sink.export(first)
+    segment = sink.writer._fd
+    real_write = os.write
+
+    def interrupted(fd: int, data: Any) -> int:
+        if fd != segment:
+            return real_write(fd, data)
+        if when == "midway":
+            real_write(fd, bytes(data[:5]))
+        elif when == "after":
+            real_write(fd, data)
+        raise KeyboardInterrupt  # as gunicorn's SIGQUIT handler raises SystemExit
+
+    monkeypatch.setattr(os, "write", interrupted)
+    lost_before = wideevents.stats().get("events_lost_errors", 0)
+    with pytest.raises(KeyboardInterrupt):
+        sink.export(second)
+    monkeypatch.setattr(os, "write", real_write)
+    lost = 0 if when == "after" else 2
+    assert sink.writer.lines_lost == lost
+    assert wideevents.stats().get("events_lost_errors", 0) - lost_before == lost
+    sink.export(Batch([{"i": 4}], [b'{"i":4}\n']))  # writing goes on, after whole lines
+    sink.flush()
+    [sealed] = sink.paths.spool.glob("*.jsonl")
+    kept = [1, 2, 3, 4] if when == "after" else [1, 4]
+    assert sealed.read_bytes() == b"".join(b'{"i":%d}\n' % i for i in kept)
+    sink.shutdown()
+
+
 def test_torn_bytes_that_cannot_be_cut_are_left_to_the_ingester(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -270,9 +270,9 @@ class Pipeline:
                 batch = self._encode(events)
             except BaseException:
                 # A signal's exception (gunicorn's SystemExit on a request thread): the
-                # events go back to the queue, for the exit's flush. (One that lands inside
-                # the export below loses that batch: requeued, part of it could be written
-                # twice.)
+                # events go back to the queue, for the exit's flush. (Not from the export
+                # below: requeued, part of the batch could be written twice. The DuckDB sink
+                # keeps what reached its segment whole and counts the rest as lost.)
                 self.submitted -= n
                 q.extendleft(reversed(events))
                 raise

@@ -102,15 +102,41 @@ class SpoolWriter:
                 self._size += n  # counted as it lands, so a seal never drops written lines
                 view = view[n:]
         except OSError as exc:
-            self.lines_lost += len(lines)
-            _internal.STATS["events_lost"] += len(lines)
+            self._lose(len(lines))
             if self._fd is not None:
                 self._size = start
                 self._abandon_partial(seal=roll)
             _internal.report("store_write", exc, reraise=False)
             return
+        except BaseException:
+            # A signal's exception (gunicorn's SystemExit on a request thread), before, during
+            # or after the write: what reached the file whole is kept, the rest counted lost.
+            self._interrupted(start, len(data), len(lines))
+            raise
         if roll and self._size >= self.segment_bytes:
             self.seal()
+
+    def _lose(self, lines: int) -> None:
+        self.lines_lost += lines
+        _internal.STATS["events_lost"] += lines
+
+    def _interrupted(self, start: int, size: int, lines: int) -> None:
+        """After an exception that is not the disk's, at *start* of a write of *size* bytes."""
+        fd = self._fd
+        if fd is None:  # before a segment was open
+            self._lose(lines)
+            return
+        try:
+            on_disk = os.fstat(fd).st_size - start
+        except OSError:
+            on_disk = -1
+        if on_disk == size:  # written, only not yet counted
+            self._size = start + size
+            return
+        self._lose(lines)
+        if on_disk > 0:  # part of it: cut back to the last batch, as for a failed write
+            self._size = start
+            self._abandon_partial(seal=False)
 
     @property
     def has_lines(self) -> bool:
