@@ -313,8 +313,10 @@ def test_django_exports_a_waiting_batch_when_it_has_sent_a_response(
     for i in range(BATCH):
         with wideevents.event("GET /x", i=i):
             pass
-    # Under ASGI the thread that closes responses is shared: it does not drain.
+    # Under ASGI the thread that closes responses is shared: it does not drain. Nor does
+    # the thread that closes a response no handler returned (ASGI's early 400 and 413).
     request_finished.send_robust(sender=ASGIHandler)  # other receivers need settings
+    request_finished.send_robust(sender=None)
     assert "MainThread" not in sink.threads
     results = dict(request_finished.send_robust(sender=WSGIHandler))
     assert results[_after_response] is None  # ours ran and raised nothing

@@ -48,8 +48,11 @@ def _after_response(sender: Any = None, **_: Any) -> None:
         if drains is None:
             # Under ASGI, Django closes responses on the one thread its sync code shares:
             # draining there would hold up other requests. WSGI servers give each its own.
+            # No sender: a response no handler returned (ASGI's early 400 and 413), on a
+            # thread that may be the shared one.
             mro = getattr(sender, "__mro__", ())
-            drains = _DRAINS[sender] = not any(c.__name__ == "ASGIHandler" for c in mro)
+            asgi = any(c.__name__ == "ASGIHandler" for c in mro)
+            drains = _DRAINS[sender] = sender is not None and not asgi
         pipeline = _DEFAULT._pipeline
         if drains and pipeline is not None:
             pipeline.after_response()
