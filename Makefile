@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test lint fmt bench bench-ingest bench-query bench-compare bench-http bench-worker bench-serve demo ui browser node clean
+.PHONY: install test lint fmt bench bench-ingest bench-query bench-compare bench-http bench-worker bench-floor bench-serve demo ui browser node clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ bench-http: $(VENV)/.installed-bench   # Flask under gunicorn + wrk: plain, wide
 
 bench-worker: $(VENV)/.installed-bench  # the same app's worker CPU per request, in one process (~15 s)
 	$(BIN)/python benchmarks/bench_worker.py
+
+bench-floor: $(VENV)/.installed-bench  # the same app under a hand-written prototype, feature by feature (~30 s)
+	$(BIN)/python benchmarks/bench_floor.py
 
 bench-serve: $(VENV)/.installed-bench  # OTLP spans/s into serve; UI API round trips on 10M events
 	$(BIN)/python benchmarks/bench_serve.py --data .bench-data
