@@ -173,6 +173,37 @@ def test_segment_files_are_owner_only(tmp_path: Path) -> None:
     assert mode == 0o600
 
 
+CREATOR_KILLED_MIDWAY = """
+import sys, time
+from wideevents.store import ingest
+def stuck(con):
+    print("creating", flush=True)
+    time.sleep(60)
+ingest.ensure_tables = stuck
+ingest.ingest_store(sys.argv[1])
+"""
+
+
+def test_a_store_creator_killed_midway_leaves_nothing_behind(tmp_path: Path) -> None:
+    db = tmp_path / "ev.duckdb"
+    creator = subprocess.Popen(
+        [sys.executable, "-c", CREATOR_KILLED_MIDWAY, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    with creator:  # closes its stdout
+        try:
+            assert creator.stdout is not None and creator.stdout.readline() == "creating\n"
+        finally:
+            creator.kill()
+    spool = StorePaths.for_db(db).spool
+    assert [p.name.startswith(".new-") for p in spool.iterdir() if p.name != ".lock"] == [True]
+    assert not db.exists()
+    writer = SpoolWriter(StorePaths.for_db(db))
+    writer.write([b'{"i":1}\n'])
+    writer.seal()
+    assert ingest_store(db).rows == 1  # type: ignore[union-attr]
+    assert sorted(p.name for p in spool.iterdir()) == [".lock"]
+
+
 def test_a_segment_is_never_ingested_twice(tmp_path: Path) -> None:
     db = tmp_path / "ev.duckdb"
     paths = StorePaths.for_db(db)

@@ -44,6 +44,7 @@ from .spool import OPEN_SUFFIX, SEALED_SUFFIX, TYPES_SUFFIX
 CONTENT_ERRORS = (duckdb.InvalidInputException, duckdb.ConversionException)
 BATCH_FILES = 512
 REWRITTEN_SUFFIX = ".rewritten"  # a segment's copy with its unreadable fields moved
+_NEW_PREFIX = ".new-"  # a store being created, before it is linked into place
 BATCH_BYTES = 256 << 20
 NEWBORN_SECONDS = 60.0  # an empty, unlocked open segment younger than this may be in creation
 
@@ -79,7 +80,7 @@ def _create(paths: StorePaths) -> None:
     # Built under a private name in the 0700 spool folder, then linked into place: the file is
     # never visible with looser permissions, and two creators cannot clobber each other.
     spool = paths.ensure_spool()
-    tmp = spool / f".new-{os.getpid()}-{time.time_ns()}.duckdb"
+    tmp = spool / f"{_NEW_PREFIX}{os.getpid()}-{time.time_ns()}.duckdb"
     with private_umask():
         con = duckdb.connect(str(tmp))
         try:
@@ -393,7 +394,8 @@ def ingest(
     ensure_tables(con)
     spool = paths.ensure_spool()
     claim_abandoned(spool)
-    for stale in spool.glob("*" + REWRITTEN_SUFFIX):  # left by a run that died; we hold the lock
+    # Left by a run, or a store's creator (_create), that died: we hold the lock both take.
+    for stale in [*spool.glob("*" + REWRITTEN_SUFFIX), *spool.glob(f"{_NEW_PREFIX}*")]:
         stale.unlink(missing_ok=True)
     result = IngestResult()
     for n, batch in enumerate(_batches(sealed_segments(spool))):
