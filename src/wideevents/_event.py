@@ -61,9 +61,9 @@ def clock_offset() -> float:
 
 
 # Set by wideevents.otel.join_otel_traces(): a root event looks for an active OpenTelemetry
-# span to join, and every open event is the current span for OTel (its instrumentation's
-# spans become the event's children; OTel's propagators send the event's traceparent).
-# Off by default, so apps without OTel pay nothing for it.
+# span to join, and (spans_inside=True) every open event is the current span for OTel (its
+# instrumentation's spans become the event's children; OTel's propagators send the event's
+# traceparent). Off by default, so apps without OTel pay nothing for it.
 _otel_parent: Callable[[], tuple[int, int] | None] | None = None
 _otel_enter: Callable[[Event], object] | None = None
 _otel_exit: Callable[[object], None] | None = None
@@ -139,9 +139,9 @@ class Event:
             self._root = root = parent._root or parent
             self._trace_fields = root._shared
         self.span_id = _rand(64) or 1
-        self._token = _current.set(self)
         if _otel_enter is not None:
             self._otel_token = _otel_enter(self)
+        self._token = _current.set(self)
         self._t0 = _clock()
         return self
 

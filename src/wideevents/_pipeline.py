@@ -364,8 +364,9 @@ class Pipeline:
                 fields["duration_ms"] = int((ev._t1 - t0) * 1e6 + 0.5) / 1000.0
                 name = ev.name
                 fields["name"] = names.get(name) or self._name(name)
-                # Ids are below 2**128 and 2**64 (generated, or parsed from 32 and 16 hex
-                # digits); bytes.hex() is half the cost of a format spec.
+                # Ids are below 2**128 and 2**64 (generated, parsed from 32 and 16 hex
+                # digits, or an OTel span's); bytes.hex() is half the cost of a format spec.
+                # (One out of range fails this event's encoding, counted.)
                 fields["trace_id"] = ev.trace_id.to_bytes(16, "big").hex()
                 fields["span_id"] = ev.span_id.to_bytes(8, "big").hex()
                 parent = ev.parent_id

@@ -2,8 +2,9 @@
 
 * :func:`join_otel_traces`: an event opened inside an active OTel span (one started by
   ``opentelemetry-instrumentation-requests``, Django's or yours) becomes that span's child,
-  in the same trace; and spans started inside an open event (an outgoing call traced by
-  OTel inside a request the middleware records) become the event's children.
+  in the same trace; with ``spans_inside=True``, spans started inside an open event (an
+  outgoing call traced by OTel inside a request the middleware records) become the event's
+  children too.
 * :class:`WideEventsSpanProcessor`: spans from existing OTel instrumentation become wide
   events in wideevents' sinks, redacted and sampled like any other, so they land in the
   store and the query CLI works on them::
@@ -64,24 +65,24 @@ def _enter(ev: _event.Event) -> object:
 
 
 def _exit(token: object) -> None:
-    try:
-        otel_context.detach(token)  # type: ignore[arg-type]
-    except Exception as exc:
-        _internal.report("otel_bridge", exc)
+    otel_context.detach(token)  # type: ignore[arg-type]  # (logs a failure, never raises)
 
 
-def join_otel_traces(enabled: bool = True) -> None:
-    """Events and OpenTelemetry spans share traces, both ways.
+def join_otel_traces(enabled: bool = True, *, spans_inside: bool = False) -> None:
+    """Events join OpenTelemetry's traces: a root event opened inside an active OTel span
+    joins its trace, as its child.
 
-    A root event opened inside an active OTel span joins its trace, as its child. While an
-    event is open it is OTel's current span: spans that OTel instrumentation starts inside it
-    (an outgoing call traced by ``opentelemetry-instrumentation-requests``) are its children,
-    and OTel's propagators send its trace on. Sampled spans: the event's sampling decides
-    later, by trace id, as for the event itself.
+    ``spans_inside``: the other way too. While an event is open it is OTel's current span,
+    marked sampled: spans that OTel instrumentation starts inside it (an outgoing call traced
+    by ``opentelemetry-instrumentation-requests``) are its children, recorded whatever OTel's
+    sampler would say of a new trace, and OTel's propagators send the event's trace on. For
+    when wideevents is where those spans go (:class:`WideEventsSpanProcessor`): a tracing
+    backend that gets them too never sees the event's span, so its traces would have a
+    parent missing.
     """
+    _event._otel_exit = _exit  # first, and kept when turned off: an open event detaches
     _event._otel_parent = _active_span_ids if enabled else None
-    _event._otel_enter = _enter if enabled else None
-    _event._otel_exit = _exit  # kept when turned off: an event still open detaches its span
+    _event._otel_enter = _enter if enabled and spans_inside else None
 
 
 class WideEventsSpanProcessor(SpanProcessor):
@@ -90,12 +91,13 @@ class WideEventsSpanProcessor(SpanProcessor):
     The mapping (shared with the OTLP receiver of ``wideevents serve``) is
     :func:`wideevents._spans.span_event`: name, ids, times and attributes; an ERROR status
     becomes ``error`` with ``error.message``; the span's exception event gives ``error.type``.
-    Installing it also turns on :func:`join_otel_traces`, so events and spans share traces.
+    Installing it also turns on :func:`join_otel_traces` (as it was, or without
+    ``spans_inside``), so events opened inside spans share their traces.
     """
 
     def __init__(self, client: WideEvents = DEFAULT) -> None:
         self._client = client
-        join_otel_traces()
+        join_otel_traces(spans_inside=_event._otel_enter is not None)
 
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:
         pass
