@@ -18,7 +18,7 @@ Each variant, then all of them together, then the SDK itself (``wideevents``), i
 with the plain app as ``bench_worker`` pairs them: alternating blocks of requests on one CPU,
 the median over pairs of the difference in CPU per request, with its quartiles.
 
-    .venv/bin/python benchmarks/bench_floor.py            # 60 pairs of 400 per variant (~1 min)
+    .venv/bin/python benchmarks/bench_floor.py            # 60 pairs of 400 per variant (~30 s)
     .venv/bin/python benchmarks/bench_floor.py --pairs 120
 """
 
@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_worker import App, block, load_app
+from bench_worker import App, alternate, block, load_app
 
 FEATURES = ("redaction", "types", "record", "route", "event")
 BATCH = 16
@@ -164,12 +164,8 @@ def paired(plain: App, other: App, pairs: int, size: int) -> tuple[float, float,
     for _ in range(5):
         block(plain, 100)
         block(other, 100)
-    extra = []
-    for k in range(pairs):
-        first, second = (plain, other) if k % 2 else (other, plain)
-        a = block(first, size)
-        b = block(second, size)
-        extra.append(b - a if k % 2 else a - b)
+    ours, theirs = alternate(other, plain, pairs, size)
+    extra = [a - b for a, b in zip(ours, theirs, strict=True)]
     q1, median, q3 = statistics.quantiles(extra, n=4)
     return median, q1, q3
 

@@ -109,6 +109,21 @@ def block(app: App, requests: int) -> float:
     return (time.process_time() - start) / requests * 1e6
 
 
+def alternate(one: App, other: App, pairs: int, size: int) -> tuple[list[float], list[float]]:
+    """CPU µs per request of *one* and of *other*, in *pairs* pairs of neighbouring blocks of
+    *size* requests; which goes first flips every pair."""
+    ones: list[float] = []
+    others: list[float] = []
+    for k in range(pairs):
+        if k % 2:
+            others.append(block(other, size))
+            ones.append(block(one, size))
+        else:
+            ones.append(block(one, size))
+            others.append(block(other, size))
+    return ones, others
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="40 pairs of 200 requests")
@@ -141,15 +156,7 @@ def main() -> int:
     for _ in range(10):  # warm both up: imports, caches, the first spool segment
         block(plain, 100)
         block(instrumented, 100)
-    ours: list[float] = []
-    theirs: list[float] = []
-    for k in range(pairs):
-        if k % 2:
-            theirs.append(block(plain, size))
-            ours.append(block(instrumented, size))
-        else:
-            ours.append(block(instrumented, size))
-            theirs.append(block(plain, size))
+    ours, theirs = alternate(instrumented, plain, pairs, size)
     wideevents.flush()
     stats = wideevents.stats()
 
