@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import pytest
 from wideevents.store.ingest import connect, ingest_store
 from wideevents.store.paths import StorePaths
 
+from .serve_helpers import free_port
+
 APPS = Path(__file__).parent / "apps"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEiLCJyb2xlIjoiYWRtaW4ifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 SECRETS = ("SEKRET-", JWT, "hunter2")
@@ -33,15 +34,9 @@ class Server:
     proc: subprocess.Popen[bytes]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(params=["flask", "django"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    port = _free_port()
+    port = free_port()
     db = tmp_path / "http.duckdb"
     target = {"flask": "flask_app:app", "django": "django_app:application"}[request.param]
     args = [
@@ -215,7 +210,7 @@ def test_frameworks_are_optional_extras() -> None:
 
 
 def test_asgi_fastapi_under_uvicorn(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     db = tmp_path / "asgi.duckdb"
     env = {
         **os.environ,

@@ -20,13 +20,9 @@ from wideevents import _internal, event
 from wideevents.sinks import MemorySink
 from wideevents.sinks.otlp import OTLPSink
 
+from .serve_helpers import free_port
+
 RECEIVER = Path(__file__).parent / "otlp_receiver.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Receiver:
@@ -63,7 +59,7 @@ class Receiver:
 
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[Receiver]:
-    r = Receiver(_free_port(), tmp_path / "spans.jsonl")
+    r = Receiver(free_port(), tmp_path / "spans.jsonl")
     r.start()
     yield r
     r.stop()
@@ -147,7 +143,7 @@ def test_a_receiver_that_goes_away_and_comes_back(
 
 def test_a_full_buffer_drops_and_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WIDEEVENTS_RAISE_INTERNAL", "0")
-    sink = OTLPSink(f"http://127.0.0.1:{_free_port()}/v1/traces", timeout=0.2, max_buffer=50)
+    sink = OTLPSink(f"http://127.0.0.1:{free_port()}/v1/traces", timeout=0.2, max_buffer=50)
     wideevents.configure("svc", sinks=[sink])
     for i in range(300):
         with event("op", i=i):
