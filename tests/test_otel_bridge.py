@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,6 +22,54 @@ def memory() -> Iterator[MemorySink]:
     wideevents.configure("bridge", sinks=[sink])
     yield sink
     join_otel_traces(False)
+
+
+class Downstream:
+    """A real HTTP server on loopback (404 for paths with "missing") that keeps the
+    ``traceparent`` of every request it gets, with OTel's requests instrumentation on."""
+
+    def __init__(self, provider: TracerProvider) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+        self.traceparents: list[str] = []
+        sent = self.traceparents
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                sent.append(self.headers.get("traceparent", ""))
+                self.send_response(404 if "missing" in self.path else 200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.instrumentor = RequestsInstrumentor()
+        self.instrumentor.instrument(tracer_provider=provider)
+
+    def close(self) -> None:
+        self.instrumentor.uninstrument()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def downstream() -> Iterator[Callable[[TracerProvider], Downstream]]:
+    made: list[Downstream] = []
+
+    def start(provider: TracerProvider) -> Downstream:
+        made.append(Downstream(provider))
+        return made[-1]
+
+    yield start
+    for d in made:
+        d.close()
 
 
 def test_an_event_inside_an_otel_span_joins_its_trace(memory: MemorySink) -> None:
@@ -89,45 +138,22 @@ def test_otel_spans_become_wide_events(memory: MemorySink) -> None:
     assert got["GET"]["duration_ms"] >= got["db"]["duration_ms"] >= 0
 
 
-def test_requests_instrumentation_spans_become_wide_events(memory: MemorySink) -> None:
+def test_requests_instrumentation_spans_become_wide_events(
+    memory: MemorySink, downstream: Callable[[TracerProvider], Downstream]
+) -> None:
     # The real opentelemetry-instrumentation-requests, calling a real HTTP server: a codebase
     # already on OTel gets its outgoing calls as wide events, inside the caller's trace.
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     import requests
-    from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-    sent: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            sent.append(self.headers.get("traceparent", ""))
-            self.send_response(404 if "missing" in self.path else 200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     provider = TracerProvider()
     provider.add_span_processor(WideEventsSpanProcessor())
-    instrumentor = RequestsInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
+    server = downstream(provider)
+    base, sent = server.url, server.traceparents
     join_otel_traces()
     tracer = provider.get_tracer("app")
-    try:
-        with tracer.start_as_current_span("sync_orders") as job, event("plan"):
-            assert requests.get(f"{base}/orders?token=tok-s3cr3t-123", timeout=5).ok
-            assert requests.get(f"{base}/missing", timeout=5).status_code == 404
-    finally:
-        instrumentor.uninstrument()
-        server.shutdown()
-        server.server_close()
+    with tracer.start_as_current_span("sync_orders") as job, event("plan"):
+        assert requests.get(f"{base}/orders?token=tok-s3cr3t-123", timeout=5).ok
+        assert requests.get(f"{base}/missing", timeout=5).status_code == 404
     wideevents.flush()
     calls = [r for r in memory.events if r["name"] == "GET"]
     assert len(calls) == 2, [r["name"] for r in memory.events]
@@ -200,54 +226,30 @@ def test_with_spans_inside_otel_spans_inside_an_event_are_its_children(
     assert got["still alone"]["trace_id"] != got["after a processor"]["trace_id"]
 
 
-def test_an_outgoing_call_inside_a_flask_request_is_in_its_trace(memory: MemorySink) -> None:
+def test_an_outgoing_call_inside_a_flask_request_is_in_its_trace(
+    memory: MemorySink, downstream: Callable[[TracerProvider], Downstream]
+) -> None:
     # The WSGI middleware's event (no OTel Flask instrumentation) and a real outgoing call
     # traced by opentelemetry-instrumentation-requests: one trace, continued downstream.
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     import requests
     from flask import Flask
-    from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
     from wideevents.integrations.flask import WideEvents
 
-    seen: list[str] = []
-
-    class Downstream(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.headers.get("traceparent", ""))
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Downstream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    join_otel_traces(spans_inside=True)
+    provider = TracerProvider()
+    provider.add_span_processor(WideEventsSpanProcessor())  # after: spans_inside stays on
+    server = downstream(provider)
     app = Flask("bridge")
     WideEvents(app)
 
     @app.get("/orders/<int:n>")
     def orders(n: int) -> str:
-        port = server.server_address[1]
-        return requests.get(f"http://127.0.0.1:{port}/stock/{n}", timeout=5).text
+        return requests.get(f"{server.url}/stock/{n}", timeout=5).text
 
-    join_otel_traces(spans_inside=True)
-    provider = TracerProvider()
-    provider.add_span_processor(WideEventsSpanProcessor())  # after: spans_inside stays on
-    instrumentor = RequestsInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
     caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    try:
-        response = app.test_client().get("/orders/7", headers={"traceparent": caller})
-        response.close()  # as a server does once the body is sent: the event ends
-    finally:
-        instrumentor.uninstrument()
-        server.shutdown()
-        server.server_close()
+    response = app.test_client().get("/orders/7", headers={"traceparent": caller})
+    response.close()  # as a server does once the body is sent: the event ends
     assert response.status_code == 200
     wideevents.flush()
     got = {r["name"]: r for r in memory.events}
@@ -256,4 +258,4 @@ def test_an_outgoing_call_inside_a_flask_request_is_in_its_trace(memory: MemoryS
     assert request["trace_id"] == call["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
     assert request["parent_id"] == "b7ad6b7169203331"
     assert call["parent_id"] == request["span_id"]
-    assert [h[:-3] for h in seen] == [f"00-{request['trace_id']}-{call['span_id']}"]
+    assert [h[:-3] for h in server.traceparents] == [f"00-{request['trace_id']}-{call['span_id']}"]
