@@ -234,6 +234,38 @@ def test_a_filter_prints_as_text_that_parses_back_to_it(value: str) -> None:
     assert parse_filter(r'note = "x\ny\tz\\n\q"').values == ("x\ny\tz\\nq",)
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("http.route = /users/<int:user_id>", "/users/<int:user_id>"),
+        ("http.route != /a/<b>/<c>", "/a/<b>/<c>"),
+        ("note = x=y", "x=y"),
+        ("note contains /<id>", "/<id>"),
+    ],
+)
+def test_a_bare_value_without_spaces_is_all_of_it(text: str, value: str) -> None:
+    from wideevents.query import parse_filter
+
+    assert parse_filter(text).values == (value,)
+
+
+@pytest.mark.parametrize(
+    "text", ["http.route = /users/ <int:id>", 'note = a"b"', "note = (x)", "status >= 5 00"]
+)
+def test_a_value_with_spaces_or_quotes_inside_must_be_quoted(text: str) -> None:
+    from wideevents.query import QueryError, parse_filter
+
+    with pytest.raises(QueryError, match=r"quote a value|expected a value"):
+        parse_filter(text)
+
+
+def test_a_flask_route_template_filters_without_quotes(tmp_path: Path) -> None:
+    routes = ["/users/<int:user_id>", "/users/<int:user_id>/orders", "/items"]
+    db = str(make_store(tmp_path / "flask.duckdb", [{"http.route": r} for r in routes * 3]))
+    for where in ("http.route = /users/<int:user_id>", 'http.route = "/users/<int:user_id>"'):
+        assert ok_json("query", "--db", db, "--where", where, "-c", "count") == [{"count": 3}]
+
+
 def test_injection_attempts_stay_data(shop: str) -> None:
     attempts = [
         ("--where", 'http.route = "/a\'; DROP TABLE events; --"'),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 
 from .model import CALC_OPS, FILTER_OPS, LIST_OPS, UNARY_OPS, Calc, Filter, Having, Order
 
@@ -94,6 +95,13 @@ def _field(tok: Token | None, text: str, what: str = "a field name") -> str:
     return tok.text
 
 
+def _touching(tokens: list[Token]) -> bool:
+    """No space between any two of *tokens*, and no quoted one among them."""
+    return all(t.kind != "str" and t.kind != "ident" for t in tokens) and all(
+        a.end == b.pos for a, b in pairwise(tokens)
+    )
+
+
 def parse_filter(text: str) -> Filter:
     """``FIELD OP VALUE``; ``FIELD exists``; ``FIELD in (A, B)``."""
     tokens = tokenize(text)
@@ -126,9 +134,13 @@ def parse_filter(text: str) -> Filter:
     if value.kind not in ("word", "str"):
         raise QueryError(f"expected a value, found {value.text!r}", text, value.pos)
     if len(rest) > 1:
+        if value.kind == "word" and _touching(rest):
+            # A bare value with no space in it is all of it, operator characters too: a
+            # Flask or Django route template (http.route = /users/<int:user_id>).
+            return Filter(field, op, (text[value.pos : rest[-1].end],))
         extra = rest[1]
         raise QueryError(
-            f"unexpected {extra.text!r} after the value: quote a value that has spaces",
+            f"unexpected {extra.text!r} after the value: quote a value that has spaces or quotes",
             text,
             extra.pos,
             extra.end - extra.pos,
