@@ -27,8 +27,8 @@ def ingest(db: str, follow: bool, interval: float) -> None:
     """Move spooled events into the store now.
 
     Queries ingest before they read, and an app's DuckDB sink starts a background ingester
-    once 64 MiB or a minute's worth of events wait, so this is for keeping the spool empty
-    from a separate process (`--follow`), away from the app.
+    once 64 MiB wait or the oldest waiting segment is a minute old, so this is for keeping
+    the spool empty from a separate process (`--follow`), away from the app.
     """
     os.umask(0o077)
     while True:
