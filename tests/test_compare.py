@@ -372,6 +372,8 @@ def test_cli_exit_codes(canary: str) -> None:
     assert "FAIL" in fail.output and "High" in fail.output
     assert "why duration_ms is High" in fail.output and "canary-1" in fail.output
     assert "next: wideevents events" in fail.output
+    week = cli("compare", "--db", canary, "-b", "arm = base", "-c", "arm = cand", "--since", "7d")
+    assert week.output.splitlines()[-1].endswith(f" --since 7d --db {canary}")
 
     ok = cli("compare", "--db", canary, "-b", "flag = off", "-c", "flag = on", "-w", "arm = base")
     assert ok.exit_code == 0, ok.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
@@ -417,6 +418,23 @@ def test_tables_end_with_the_next_drill_down(shop: str) -> None:
     assert b.exit_code == 0
     # The value over-represented among the selected events, never the one they lack:
     assert "--where 'duration_ms >= 1000' --where 'status = 500' --order duration_ms" in (b.output)
+
+
+def test_the_next_drill_down_keeps_the_time_window(shop: str) -> None:
+    q = cli("query", "--db", shop, "-c", "p99(duration_ms)", "-g", "http.route", "--since", "7d")
+    assert q.exit_code == 0, q.output
+    step = q.output.splitlines()[-1]
+    assert step.startswith("next: wideevents breakdown ")
+    assert step.endswith(f" --since 7d --db {shop}")
+    window = ["--from", "2000-01-01", "--to", "2100-01-01T00:00:00"]
+    b = cli("breakdown", "--db", shop, "--select", "duration_ms >= 1000", *window)
+    assert b.exit_code == 0, b.output
+    step = b.output.splitlines()[-1]
+    assert step.startswith("next: wideevents events ")
+    assert step.endswith(f" --from 2000-01-01 --to 2100-01-01T00:00:00 --db {shop}")
+    # Followed as printed, each step sees the same events as the one before.
+    followed = cli(*shlex.split(step.removeprefix("next: wideevents ")))
+    assert followed.exit_code == 0 and "no events match" not in followed.output
 
 
 def test_breakdown_over_more_than_64_fields(tmp_path: Path) -> None:

@@ -151,6 +151,19 @@ def shell(args: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def window_args(since: timedelta | None, start: str | None, end: str | None) -> list[str]:
+    """The time window a command was given, as options for a command it suggests: the next
+    step looks at the same events."""
+    args: list[str] = []
+    if since is not None:
+        args += ["--since", getattr(since, "text", None) or f"{since.total_seconds():g}s"]
+    if start is not None:
+        args += ["--from", start]
+    if end is not None:
+        args += ["--to", end]
+    return args
+
+
 def with_db(args: list[str], db: str) -> list[str]:
     """Add ``--db`` to a suggested command unless it is the default store."""
     return args if db == default_db_path() else [*args, "--db", db]

@@ -23,6 +23,7 @@ from ._options import (
     shell,
     time_options,
     where_option,
+    window_args,
     with_db,
 )
 
@@ -152,6 +153,7 @@ def compare(
     candidate = [parse_filter(c) for c in candidates]
     filters = parse_wheres(where)
     time = parse_time(since, start, end)
+    window = window_args(since, start, end)
     metrics = [parse_metric(m) for m in (metric_specs or DEFAULT_METRICS)]
     thresholds = Thresholds(alpha, pass_score, marginal_score, min_events)
 
@@ -162,7 +164,7 @@ def compare(
     ctx = click.get_current_context()
     if not follow:
         result = evaluate()
-        _show(result, fmt, db, where, baselines, candidates)
+        _show(result, fmt, db, where, baselines, candidates, window)
         ctx.exit(result["exit_code"])
     deadline = clock.monotonic() + duration.total_seconds()
     while True:
@@ -172,7 +174,7 @@ def compare(
         if fmt == "json":
             out.emit_json({"at": datetime.now(timezone.utc), **result})
         elif last:
-            _show(result, fmt, db, where, baselines, candidates)
+            _show(result, fmt, db, where, baselines, candidates, window)
         else:
             click.echo(_one_line(result))
         if last:
@@ -194,6 +196,7 @@ def _show(
     where: tuple[str, ...],
     baselines: tuple[str, ...],
     candidates: tuple[str, ...],
+    window: list[str],
 ) -> None:
     if fmt == "json":
         out.emit_json(result)
@@ -248,7 +251,7 @@ def _show(
             else:
                 step += ["--where", m["condition"]]
     if step is not None:
-        out.next_step(shell(with_db(step, db)))
+        out.next_step(shell(with_db([*step, *window], db)))
 
 
 def _summary(metric: dict[str, Any], side: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from ._options import (
     shell,
     time_options,
     where_option,
+    window_args,
     with_db,
 )
 
@@ -115,7 +116,7 @@ def breakdown(
         args = ["wideevents", "events"]
         for w in (*where, *selects):
             args += ["--where", w]
-        args += ["--where", step, "--order", "duration_ms"]
+        args += ["--where", step, "--order", "duration_ms", *window_args(since, start, end)]
         out.next_step(shell(with_db(args, db)))
 
 

@@ -21,6 +21,7 @@ from ._options import (
     shell,
     time_options,
     where_option,
+    window_args,
     with_db,
 )
 
@@ -121,12 +122,12 @@ def query(
                     click.echo(f"{c.label:>24}  {out.sparkline(series)}")
             click.echo()
         click.echo(out.table(shown) if shown else "no events match")
-    step = _next(q, rows, db)
+    step = _next(q, rows, db, window_args(since, start, end))
     if step is not None:
         out.next_step(step)
 
 
-def _next(q: Query, rows: list[dict[str, Any]], db: str) -> str | None:
+def _next(q: Query, rows: list[dict[str, Any]], db: str, window: list[str]) -> str | None:
     """From an aggregate to 'what is different about these': a breakdown command.
 
     With a percentile: the worst group's slow events against the rest of that group. With a
@@ -149,7 +150,7 @@ def _next(q: Query, rows: list[dict[str, Any]], db: str) -> str | None:
         args += ["--select", value_filter(groups[0], rows[0][groups[0]])]
     else:
         return None
-    return shell(with_db(args, db))
+    return shell(with_db([*args, *window], db))
 
 
 def value_filter(field: str, value: Any) -> str:
