@@ -260,6 +260,15 @@ def test_a_value_with_spaces_or_quotes_inside_must_be_quoted(text: str) -> None:
         parse_filter(text)
 
 
+def test_the_error_points_past_a_bare_value() -> None:
+    from wideevents.query import QueryError, parse_filter
+
+    with pytest.raises(QueryError) as raised:
+        parse_filter("http.route = /users/<int:id> x")
+    assert raised.value.message.startswith("unexpected 'x' after the value")
+    assert raised.value.position == len("http.route = /users/<int:id> ")
+
+
 def test_a_flask_route_template_filters_without_quotes(tmp_path: Path) -> None:
     routes = ["/users/<int:user_id>", "/users/<int:user_id>/orders", "/items"]
     db = str(make_store(tmp_path / "flask.duckdb", [{"http.route": r} for r in routes * 3]))

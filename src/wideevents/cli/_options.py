@@ -156,7 +156,7 @@ def window_args(since: timedelta | None, start: str | None, end: str | None) -> 
     step looks at the same events."""
     args: list[str] = []
     if since is not None:
-        args += ["--since", getattr(since, "text", None) or f"{since.total_seconds():g}s"]
+        args += ["--since", getattr(since, "text", None) or f"{round(since.total_seconds())}s"]
     if start is not None:
         args += ["--from", start]
     if end is not None:
