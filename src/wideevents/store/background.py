@@ -48,17 +48,19 @@ MAX_LIFE = 3600.0  # then it leaves, for one with the app's current code and set
 # Run as ``python -c BOOTSTRAP wideevents.store.background --db DB … --lock LOCK`` (the module
 # name in argv tells `ps` what it is). Keep it to the standard library until the lock is held.
 # A sink's probe holds the lock shared for a few microseconds: a busy lock is tried again for
-# half a second before it counts as another ingester's.
+# LOCK_PATIENCE seconds before it counts as another ingester's (here and in main()).
+LOCK_PATIENCE = 0.5
 BOOTSTRAP = f"""\
 import fcntl, os, sys, time
 os.umask(0o077)
 fd = os.open(sys.argv[-1], os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-for attempt in range(51):
+deadline = time.monotonic() + {LOCK_PATIENCE!r}
+while True:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         break
     except OSError:
-        if attempt == 50:
+        if time.monotonic() >= deadline:
             sys.exit(0)
         time.sleep(0.01)
 try:
@@ -300,9 +302,9 @@ def bootstrapped(argv: list[str], lock_inode: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.umask(0o077)
-    # Tried for half a second, as BOOTSTRAP tries it: a sink's probe holds it shared for a few
-    # microseconds, which must not pass for another ingester.
-    with StorePaths.for_db(args.db).hold_ingester_lock(patience=0.5) as held:
+    # Tried as BOOTSTRAP tries it: a sink's probe holds it shared for a few microseconds,
+    # which must not pass for another ingester.
+    with StorePaths.for_db(args.db).hold_ingester_lock(patience=LOCK_PATIENCE) as held:
         if not held:
             return 0  # another ingester is running: it will take our segments too
         with contextlib.suppress(OSError):
