@@ -108,7 +108,6 @@ class Event:
         self.trace_id = 0
         self._t1 = 0.0
         self._shared: dict[str, Any] | None = None  # the trace's fields, on the root only
-        self._otel_token: object = None
         # Set by __enter__ (kept out of here: this runs on every event):
         self.span_id: int
         self.parent_id: int
@@ -116,6 +115,7 @@ class Event:
         self._root: Event | None  # the trace's root event; None on the root itself
         self._trace_fields: dict[str, Any] | None
         self._token: contextvars.Token[Event | None]
+        self._otel_token: object  # set by __enter__ only with join_otel_traces(spans_inside=…)
 
     # -- the context manager -------------------------------------------------------------
 
@@ -158,10 +158,11 @@ class Event:
             # Exited in another context than it was entered in (a generator driven across
             # tasks): the event is still recorded, the context is left alone.
             self._otel_token = None
-        token = self._otel_token
-        if token is not None and _otel_exit is not None:
-            self._otel_token = None
-            _otel_exit(token)
+        if _otel_exit is not None:  # the bridge was turned on once: this event may hold a span
+            token = getattr(self, "_otel_token", None)
+            if token is not None:
+                self._otel_token = None
+                _otel_exit(token)
         if exc is not None:
             self.exc = exc
         self._client.submit(self)
