@@ -138,8 +138,13 @@ def parse_filter(text: str) -> Filter:
             # A bare value with no space in it is all of it, operator characters too: a
             # Flask or Django route template (http.route = /users/<int:user_id>).
             return Filter(field, op, (text[value.pos : rest[-1].end],))
-        # The first token apart from the value (after a space, or quoted).
-        extra = next(b for a, b in pairwise(rest) if value.kind != "word" or not _touching([a, b]))
+        # The first token apart from the value: after a quoted value, the next one; after a
+        # bare one, the first after a space or quoted.
+        extra = (
+            rest[1]
+            if value.kind != "word"
+            else next(b for a, b in pairwise(rest) if not _touching([a, b]))
+        )
         raise QueryError(
             f"unexpected {extra.text!r} after the value: quote a value that has spaces or quotes",
             text,
